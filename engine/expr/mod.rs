@@ -1,1 +1,56 @@
-//! TODO
+//! Expressions: minijinja templates and JSON paths, compiled once per pipeline, plus the filter
+//! library and the per-record scope templates see.
+
+pub mod filters;
+pub mod json_object;
+pub mod path;
+pub mod template;
+
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value};
+use serde_json::Value as Json;
+
+pub use path::JsonPath;
+pub use template::Template;
+
+/// The variables a template sees while a record is processed:
+/// `source` (the record as read), `record` (after mappings), `steps.<id>` (step outputs),
+/// `settings`, `run` (name, started_at), and in hooks `outcome` and `error`.
+#[derive(Debug)]
+pub struct Scope {
+    pub source: Value,
+    pub record: Value,
+    pub steps: Value,
+    pub settings: Value,
+    pub run: Value,
+    pub outcome: Value,
+    pub error: Value,
+}
+
+impl Object for Scope {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "source" => self.source.clone(),
+            "record" => self.record.clone(),
+            "steps" => self.steps.clone(),
+            "settings" => self.settings.clone(),
+            "run" => self.run.clone(),
+            "outcome" => self.outcome.clone(),
+            "error" => self.error.clone(),
+            _ => return None,
+        })
+    }
+}
+
+/// Variables available to templates in steps and sinks.
+pub const RECORD_ROOTS: &[&str] = &["source", "record", "steps", "settings", "run"];
+/// Hooks additionally see the outcome of the record.
+pub const HOOK_ROOTS: &[&str] = &["source", "record", "steps", "settings", "run", "outcome", "error"];
+/// Source parameters are rendered once per run, before any record exists.
+pub const SOURCE_ROOTS: &[&str] = &["settings", "run", "cursor"];
+
+/// Shared JSON as a template value, without copying it.
+pub fn json_value(v: &Arc<Json>) -> Value {
+    json_object::to_value(v)
+}

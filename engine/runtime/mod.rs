@@ -1,1 +1,219 @@
-//! TODO
+//! The executor: records stream from the source through the steps to the sinks in batches; every
+//! record ends `ok`, `skipped` or `failed`; hooks see the outcome; checkpoints are committed only
+//! after a batch's effects are done. Components implement [`Source`], [`Step`] and [`Sink`]; the
+//! runtime knows no protocol.
+
+pub mod executor;
+pub mod journal;
+pub mod progress;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use minijinja::value::Value;
+use serde_json::{Map, Value as Json};
+
+use crate::expr::{self, Scope};
+use crate::state::Store;
+
+/// One record on its way through the pipeline.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Identity of the record (the Bitrix24 ID, an order id...), used for fingerprints and the journal.
+    pub key: String,
+    /// The record as the source delivered it.
+    pub source: Arc<Json>,
+    /// The record as the steps have shaped it so far (starts as `source`).
+    pub data: Arc<Json>,
+    /// Outputs of steps that have an `id`, as `steps.<id>`.
+    pub steps: Arc<Json>,
+    /// Where the source stands once this record is done (committed after its effects).
+    pub cursor: Option<Json>,
+    /// Fingerprint of the source record to remember once the record is done (set by `skip_unchanged`).
+    pub fingerprint: Option<(String, String)>,
+}
+
+impl Record {
+    pub fn new(key: impl Into<String>, source: Json) -> Record {
+        let source = Arc::new(source);
+        Record {
+            key: key.into(),
+            data: source.clone(),
+            source,
+            steps: Arc::new(Json::Object(Map::new())),
+            cursor: None,
+            fingerprint: None,
+        }
+    }
+
+    pub fn set_step_output(&mut self, id: &str, value: Json) {
+        if let Json::Object(map) = Arc::make_mut(&mut self.steps) {
+            map.insert(id.to_string(), value);
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Pending,
+    Ok,
+    Skipped(String),
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Pending | Outcome::Ok => "ok",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Skipped(r) | Outcome::Failed(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A record and what has happened to it so far.
+#[derive(Debug)]
+pub struct Item {
+    pub record: Record,
+    pub outcome: Outcome,
+    /// Writes attempted for this record, and how many of them were skipped as unchanged.
+    pub writes: u32,
+    pub unchanged: u32,
+    /// A hook failed: the record's effects are incomplete, so its fingerprint is not remembered.
+    pub hook_failed: bool,
+}
+
+impl Item {
+    pub fn new(record: Record) -> Item {
+        Item { record, outcome: Outcome::Pending, writes: 0, unchanged: 0, hook_failed: false }
+    }
+
+    pub fn pending(&self) -> bool {
+        self.outcome == Outcome::Pending
+    }
+
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.outcome = Outcome::Failed(reason.into());
+    }
+
+    pub fn skip(&mut self, reason: impl Into<String>) {
+        self.outcome = Outcome::Skipped(reason.into());
+    }
+}
+
+/// An error that ends the run: a system is unavailable (after retries), or the pipeline cannot go on.
+/// Per-record problems are not `Fatal`: they fail that record and the run continues.
+#[derive(Debug, Clone)]
+pub struct Fatal {
+    pub system: String,
+    pub message: String,
+}
+
+impl Fatal {
+    pub fn unavailable(system: impl Into<String>, message: impl Into<String>) -> Fatal {
+        Fatal { system: system.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} unavailable: {}", self.system, crate::secrets::redact(&self.message))
+    }
+}
+
+impl std::error::Error for Fatal {}
+
+/// What every component can see while the pipeline runs.
+pub struct RunCtx {
+    pub pipeline: String,
+    pub settings: Arc<Json>,
+    pub settings_value: Value,
+    pub run_value: Value,
+    pub started_at: chrono::DateTime<chrono::FixedOffset>,
+    pub dry_run: bool,
+    pub state: Option<Arc<Store>>,
+}
+
+impl RunCtx {
+    /// The template scope of an item; hooks also see its outcome.
+    pub fn scope(&self, item: &Item) -> Value {
+        let (outcome, error) = match &item.outcome {
+            Outcome::Pending => (Value::from(()), Value::from(())),
+            o => (Value::from(o.name()), o.reason().map(Value::from).unwrap_or(Value::from(()))),
+        };
+        Value::from_object(Scope {
+            source: expr::json_value(&item.record.source),
+            record: expr::json_value(&item.record.data),
+            steps: expr::json_value(&item.record.steps),
+            settings: self.settings_value.clone(),
+            run: self.run_value.clone(),
+            outcome,
+            error,
+        })
+    }
+
+    /// Scope for things evaluated once per run (source parameters).
+    pub fn run_scope(&self, cursor: Option<&Json>) -> Value {
+        let cursor = cursor.map(|c| expr::json_value(&Arc::new(c.clone()))).unwrap_or(Value::from(()));
+        Value::from_iter([
+            ("settings", self.settings_value.clone()),
+            ("run", self.run_value.clone()),
+            ("cursor", cursor),
+        ])
+    }
+}
+
+/// Where records come from.
+#[async_trait]
+pub trait Source: Send {
+    /// Start reading after `cursor` (the checkpoint of the last completed batch), if any.
+    async fn open(&mut self, ctx: &RunCtx, cursor: Option<Json>) -> Result<(), Fatal>;
+    /// The next batch of records, or `None` when the source is exhausted.
+    async fn next_batch(&mut self, ctx: &RunCtx) -> Result<Option<Vec<Record>>, Fatal>;
+}
+
+/// A per-record transformation, filter or lookup. It only touches pending items.
+#[async_trait]
+pub trait Step: Send + Sync {
+    async fn process(&self, items: &mut [Item], ctx: &RunCtx) -> Result<(), Fatal>;
+}
+
+/// One write a sink is about to make for one record.
+#[derive(Clone, Debug)]
+pub struct Write {
+    /// Index of the item in its batch.
+    pub index: usize,
+    /// Identity of the target object (dedup key).
+    pub key: String,
+    /// What will be sent.
+    pub payload: Arc<Json>,
+}
+
+/// Where records go: otmechalka, Bitrix24, files, e-mail... Also used for `on_success`/`on_error` hooks.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// What this sink would write for one item (pure, no I/O). `Ok(None)`: nothing to write.
+    /// `Err`: the record fails with this reason.
+    fn prepare(&self, item: &Item, scope: &Value) -> Result<Option<Write>, String>;
+    /// Perform the writes; one result per write, in order. `Err(Fatal)` aborts the run.
+    async fn write(&self, writes: &[Write], ctx: &RunCtx) -> Result<Vec<Result<Json, String>>, Fatal>;
+    /// One line telling what the write would do (dry run).
+    fn describe(&self, write: &Write) -> String {
+        format!("write {} {}", write.key, write.payload)
+    }
+    /// Whether a write identical to the last successful one for the same key is skipped.
+    fn skip_unchanged(&self) -> bool {
+        true
+    }
+    /// Flush at the end of a run (files).
+    async fn finish(&self, _ctx: &RunCtx) -> Result<(), Fatal> {
+        Ok(())
+    }
+}

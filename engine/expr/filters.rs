@@ -1,0 +1,241 @@
+//! The filter library the integrations need, on top of minijinja's builtins
+//! (`first`, `join`, `default`, `lower`, `trim`, ...).
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind};
+
+/// Names of our own filters, for the "unknown filter" check.
+pub const CUSTOM: &[&str] =
+    &["phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime"];
+
+pub fn register(env: &mut Environment<'static>) {
+    env.add_filter("phone", phone);
+    env.add_filter("date", date);
+    env.add_filter("datetime", datetime);
+    env.add_filter("money", money);
+    env.add_filter("lookup", lookup);
+    env.add_filter("map_values", map_values);
+    env.add_filter("flatten", flatten);
+    env.add_filter("unique_list", unique_list);
+    env.add_filter("compact", compact);
+    env.add_filter("to_number", to_number);
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.into())
+}
+
+fn is_empty(v: &Value) -> bool {
+    v.is_undefined() || v.is_none() || v.as_str().is_some_and(|s| s.trim().is_empty())
+}
+
+/// Phone to `7XXXXXXXXXX`: digits only, a leading 8 becomes 7, ten digits get a 7 in front;
+/// anything else is an error (a wrong number must not reach another system).
+pub fn normalize_phone(raw: &str) -> Result<String, String> {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        11 if digits.starts_with('7') => Ok(digits),
+        11 if digits.starts_with('8') => Ok(format!("7{}", &digits[1..])),
+        10 => Ok(format!("7{digits}")),
+        _ => Err(format!("invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8")),
+    }
+}
+
+fn phone(v: Value) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    let text = v.to_string();
+    normalize_phone(&text).map(Value::from).map_err(invalid)
+}
+
+/// `2014-11-26T03:00:00+03:00` -> `2014-11-26`: the calendar date as written, in its own offset
+/// (Bitrix24 stores dates as local midnight, so converting to UTC would give the previous day).
+pub fn iso_date(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(dt.date_naive().format("%Y-%m-%d").to_string());
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(raw, fmt) {
+            return Ok(dt.date().format("%Y-%m-%d").to_string());
+        }
+    }
+    for fmt in ["%Y-%m-%d", "%d.%m.%Y"] {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, fmt) {
+            return Ok(d.format("%Y-%m-%d").to_string());
+        }
+    }
+    Err(format!("invalid date \"{raw}\": expected ISO 8601 such as 2020-12-13T03:00:00+03:00"))
+}
+
+fn date(v: Value) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    iso_date(&v.to_string()).map(Value::from).map_err(invalid)
+}
+
+/// A date-time reformatted with a strftime pattern (default ISO 8601 with offset).
+fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    let format: Option<String> = kwargs.get("format")?;
+    kwargs.assert_all_used()?;
+    let raw = v.to_string();
+    let dt = chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map_err(|_| invalid(format!("invalid date-time \"{raw}\": expected ISO 8601 with an offset")))?;
+    Ok(Value::from(dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z")).to_string()))
+}
+
+/// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
+pub fn format_money(raw: &str) -> Result<String, String> {
+    let n: f64 = raw.trim().replace(',', ".").replace(' ', "").parse().map_err(|_| format!("invalid amount \"{raw}\""))?;
+    if !n.is_finite() {
+        return Err(format!("invalid amount \"{raw}\""));
+    }
+    Ok(format!("{n:.2}"))
+}
+
+fn money(v: Value) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    format_money(&v.to_string()).map(Value::from).map_err(invalid)
+}
+
+fn to_number(v: Value) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    if matches!(v.kind(), ValueKind::Number) {
+        return Ok(v);
+    }
+    let text = v.to_string();
+    if let Ok(i) = text.trim().parse::<i64>() {
+        return Ok(Value::from(i));
+    }
+    text.trim().replace(',', ".").parse::<f64>().map(Value::from).map_err(|_| invalid(format!("not a number: \"{text}\"")))
+}
+
+fn key_of(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+/// One value through a value map (`settings.payment_methods`); unknown -> `default` or none.
+fn lookup(v: Value, map: Value, default: Option<Value>) -> Result<Value, Error> {
+    if map.kind() != ValueKind::Map {
+        return Err(invalid("lookup expects a mapping, e.g. lookup(settings.branches)"));
+    }
+    let found = map.get_item(&Value::from(key_of(&v)))?;
+    Ok(if found.is_undefined() { default.unwrap_or(Value::from(())) } else { found })
+}
+
+/// Every element of a list (or a single value) through a value map, unknown ones dropped.
+fn map_values(v: Value, map: Value) -> Result<Value, Error> {
+    if map.kind() != ValueKind::Map {
+        return Err(invalid("map_values expects a mapping, e.g. map_values(settings.products)"));
+    }
+    let items: Vec<Value> = if is_empty(&v) {
+        vec![]
+    } else if matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
+        v.try_iter()?.collect()
+    } else {
+        vec![v]
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let found = map.get_item(&Value::from(key_of(&item)))?;
+        if !found.is_undefined() && !found.is_none() {
+            out.push(found);
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// Lists of lists into one list.
+fn flatten(v: Value) -> Result<Value, Error> {
+    let mut out = Vec::new();
+    if is_empty(&v) {
+        return Ok(Value::from(out));
+    }
+    for item in v.try_iter()? {
+        if matches!(item.kind(), ValueKind::Seq | ValueKind::Iterable) {
+            out.extend(item.try_iter()?);
+        } else {
+            out.push(item);
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// Distinct values, first occurrence order kept.
+fn unique_list(v: Value) -> Result<Value, Error> {
+    let mut out: Vec<Value> = Vec::new();
+    if is_empty(&v) {
+        return Ok(Value::from(out));
+    }
+    for item in v.try_iter()? {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// A list without empty elements.
+fn compact(v: Value) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(Vec::<Value>::new()));
+    }
+    Ok(Value::from(v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise_to_eleven_digits() {
+        assert_eq!(normalize_phone("8 (926) 123-45-67").unwrap(), "79261234567");
+        assert_eq!(normalize_phone("+7 (926) 1234567").unwrap(), "79261234567");
+        assert_eq!(normalize_phone("9265672098").unwrap(), "79265672098");
+        assert!(normalize_phone("12345").is_err());
+        assert!(normalize_phone("+1 650 253 00001").is_err());
+        assert!(normalize_phone("59261234567").is_err());
+    }
+
+    #[test]
+    fn dates_keep_their_calendar_day() {
+        assert_eq!(iso_date("2014-11-26T03:00:00+03:00").unwrap(), "2014-11-26");
+        assert_eq!(iso_date("2009-11-29T00:00:00+03:00").unwrap(), "2009-11-29");
+        assert_eq!(iso_date("2020-12-22").unwrap(), "2020-12-22");
+        assert!(iso_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn money_has_two_decimals() {
+        assert_eq!(format_money("9000").unwrap(), "9000.00");
+        assert_eq!(format_money("8700.5").unwrap(), "8700.50");
+        assert_eq!(format_money("300,25").unwrap(), "300.25");
+        assert!(format_money("n/a").is_err());
+    }
+
+    #[test]
+    fn value_maps_drop_unknown_values() {
+        let mut env = Environment::new();
+        register(&mut env);
+        let out = env
+            .render_str("{{ [404, 999, 410] | map_values({'404': 'chess', '410': 'online'}) | join(',') }}", ())
+            .unwrap();
+        assert_eq!(out, "chess,online");
+        let out = env.render_str("{{ 450 | lookup({'450': 'CASH'}, 'ONLINE') }}-{{ 7 | lookup({'450': 'CASH'}, 'ONLINE') }}", ()).unwrap();
+        assert_eq!(out, "CASH-ONLINE");
+        let out = env.render_str("{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}", ()).unwrap();
+        assert_eq!(out, "1,2,3");
+    }
+}

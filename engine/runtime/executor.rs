@@ -1,0 +1,233 @@
+//! Running a pipeline: batch by batch, source -> steps -> sinks -> hooks -> checkpoint.
+//!
+//! Crash safety: a sink write's fingerprint is committed as soon as the write succeeded, and a
+//! batch's cursor and source fingerprints only after all its effects (sinks and hooks) are done.
+//! After a `kill -9` the unfinished batch is read again; its writes that already happened are
+//! recognised by their fingerprints and not repeated.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::journal::{Counts, Journal};
+use super::progress::Progress;
+use super::{Fatal, Item, Outcome, RunCtx, Write};
+use crate::config::load::{Labeled, Pipeline};
+use crate::secrets::redact;
+use crate::state::{self, Store};
+
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub journal: Option<PathBuf>,
+    pub progress: bool,
+}
+
+pub struct RunReport {
+    pub counts: Counts,
+    pub aborted: Option<Fatal>,
+    pub elapsed: std::time::Duration,
+}
+
+pub const UNCHANGED: &str = "unchanged since last sync";
+
+pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOptions) -> Result<RunReport, String> {
+    let started_at = chrono::Local::now().fixed_offset();
+    let settings_value = crate::expr::json_value(&pipeline.settings);
+    let run_value = minijinja::value::Value::from(minijinja::value::Serde(json!({
+        "name": pipeline.name,
+        "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        "today": started_at.format("%Y-%m-%d").to_string(),
+        "dry_run": opts.dry_run,
+    })));
+    let ctx = RunCtx {
+        pipeline: pipeline.name.clone(),
+        settings: pipeline.settings.clone(),
+        settings_value,
+        run_value,
+        started_at,
+        dry_run: opts.dry_run,
+        state: store.clone(),
+    };
+    let header = json!({
+        "pipeline": pipeline.name,
+        "file": pipeline.file,
+        "started_at": started_at.to_rfc3339(),
+        "dry_run": opts.dry_run,
+    });
+    let mut journal = Journal::new(opts.journal.as_deref(), &header)?;
+    let run_id = match (&store, opts.dry_run) {
+        (Some(s), false) => Some(s.run_started(&pipeline.name, &started_at.to_rfc3339())?),
+        _ => None,
+    };
+    let progress = Progress::new(&pipeline.name, opts.progress);
+    let clock = Instant::now();
+    let result = drive(&mut pipeline, &ctx, &mut journal, &progress).await;
+    progress.finish();
+    let aborted = result.err();
+    let summary = json!({
+        "finished_at": chrono::Local::now().fixed_offset().to_rfc3339(),
+        "status": if aborted.is_some() { "aborted" } else { "finished" },
+        "error": aborted.as_ref().map(|f| redact(&f.to_string())),
+        "counts": journal.counts,
+    });
+    journal.finish(&summary)?;
+    if let (Some(s), Some(id)) = (&store, run_id) {
+        s.run_finished(id, summary["status"].as_str().unwrap_or_default(), &summary)?;
+    }
+    let headline = format!(
+        "{}: {} in {:.1}s: {} records: {}{}",
+        pipeline.name,
+        if aborted.is_some() { "ABORTED" } else { "finished" },
+        clock.elapsed().as_secs_f64(),
+        journal.counts.total(),
+        journal.counts,
+        aborted.as_ref().map(|f| format!("\n  error: {}", redact(&f.to_string()))).unwrap_or_default()
+    );
+    journal.print(&mut std::io::stdout().lock(), &headline);
+    Ok(RunReport { counts: journal.counts.clone(), aborted, elapsed: clock.elapsed() })
+}
+
+async fn drive(p: &mut Pipeline, ctx: &RunCtx, journal: &mut Journal, progress: &Progress) -> Result<(), Fatal> {
+    let cursor = match &ctx.state {
+        Some(s) => s.cursor(&p.name).map_err(|e| Fatal::unavailable("state", e))?,
+        None => None,
+    };
+    p.source.open(ctx, cursor).await?;
+    while let Some(batch) = p.source.next_batch(ctx).await? {
+        if batch.is_empty() {
+            continue;
+        }
+        let mut items: Vec<Item> = batch.into_iter().map(Item::new).collect();
+        for step in &p.steps {
+            step.process(&mut items, ctx).await?;
+        }
+        run_sinks(&p.sinks, &mut items, ctx, Phase::Sinks).await?;
+        for item in items.iter_mut().filter(|i| i.pending()) {
+            item.outcome = Outcome::Ok;
+        }
+        let failed_before_hooks: Vec<bool> = items.iter().map(|i| matches!(i.outcome, Outcome::Failed(_))).collect();
+        run_sinks(&p.on_success, &mut items, ctx, Phase::OnSuccess).await?;
+        for (item, failed) in items.iter_mut().zip(&failed_before_hooks) {
+            item.hook_failed |= !failed && matches!(item.outcome, Outcome::Failed(_));
+        }
+        let on_error: Vec<usize> = failed_before_hooks.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i).collect();
+        run_hooks_for(&p.on_error, &mut items, ctx, &on_error).await?;
+        for item in &mut items {
+            if item.outcome == Outcome::Ok && item.writes > 0 && item.unchanged == item.writes {
+                item.skip(UNCHANGED);
+            }
+        }
+        checkpoint(p, ctx, &items)?;
+        for item in &items {
+            journal.record(item);
+        }
+        progress.advance(items.len() as u64, &journal.counts.to_string());
+    }
+    for labeled in p.sinks.iter().chain(&p.on_success).chain(&p.on_error) {
+        labeled.sink.finish(ctx).await?;
+    }
+    Ok(())
+}
+
+/// Commit the batch: source fingerprints of finished records and the cursor past the batch.
+fn checkpoint(p: &Pipeline, ctx: &RunCtx, items: &[Item]) -> Result<(), Fatal> {
+    let Some(store) = ctx.state.as_ref().filter(|_| !ctx.dry_run) else { return Ok(()) };
+    let fingerprints: Vec<(String, String, String)> = items
+        .iter()
+        .filter(|i| !i.hook_failed)
+        .filter_map(|i| i.record.fingerprint.as_ref().map(|(scope, hash)| (scope.clone(), i.record.key.clone(), hash.clone())))
+        .collect();
+    let cursor = items.iter().rev().find_map(|i| i.record.cursor.as_ref());
+    if fingerprints.is_empty() && cursor.is_none() {
+        return Ok(());
+    }
+    store.commit(&p.name, &fingerprints, cursor).map_err(|e| Fatal::unavailable("state", e))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Sinks,
+    OnSuccess,
+}
+
+async fn run_sinks(sinks: &[Labeled], items: &mut [Item], ctx: &RunCtx, phase: Phase) -> Result<(), Fatal> {
+    for labeled in sinks {
+        let selected: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| match phase {
+                Phase::Sinks => i.pending(),
+                Phase::OnSuccess => i.outcome == Outcome::Ok,
+            })
+            .map(|(n, _)| n)
+            .collect();
+        write_through(labeled, items, ctx, &selected).await?;
+    }
+    Ok(())
+}
+
+async fn run_hooks_for(hooks: &[Labeled], items: &mut [Item], ctx: &RunCtx, selected: &[usize]) -> Result<(), Fatal> {
+    for labeled in hooks {
+        write_through(labeled, items, ctx, selected).await?;
+    }
+    Ok(())
+}
+
+/// Prepare, skip what is unchanged, write (or describe, in a dry run), remember what was written.
+async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, selected: &[usize]) -> Result<(), Fatal> {
+    let sink = &labeled.sink;
+    let mut writes: Vec<Write> = Vec::new();
+    for &n in selected {
+        let scope = ctx.scope(&items[n]);
+        match sink.prepare(&items[n], &scope) {
+            Ok(Some(mut w)) => {
+                w.index = n;
+                items[n].writes += 1;
+                writes.push(w);
+            }
+            Ok(None) => {}
+            Err(reason) => items[n].fail(format!("{}: {reason}", labeled.label)),
+        }
+    }
+    let scope = format!("sink:{}", labeled.label);
+    let hashes: Vec<String> = writes.iter().map(|w| state::fingerprint(&w.payload)).collect();
+    let mut fresh: Vec<(Write, String)> = Vec::new();
+    let known = match (&ctx.state, sink.skip_unchanged()) {
+        (Some(store), true) => {
+            let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+            store.fingerprints(&ctx.pipeline, &scope, &keys).map_err(|e| Fatal::unavailable("state", e))?
+        }
+        _ => vec![None; writes.len()],
+    };
+    for ((w, hash), old) in writes.into_iter().zip(hashes).zip(known) {
+        if old.as_deref() == Some(hash.as_str()) {
+            items[w.index].unchanged += 1;
+        } else {
+            fresh.push((w, hash));
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    if ctx.dry_run {
+        for (w, _) in &fresh {
+            println!("[dry-run] {}: {}", labeled.label, redact(&sink.describe(w)));
+        }
+        return Ok(());
+    }
+    let batch: Vec<Write> = fresh.iter().map(|(w, _)| w.clone()).collect();
+    let results = sink.write(&batch, ctx).await?;
+    let mut done = Vec::new();
+    for ((w, hash), result) in fresh.into_iter().zip(results) {
+        match result {
+            Ok(_) => done.push((scope.clone(), w.key.clone(), hash)),
+            Err(reason) => items[w.index].fail(format!("{}: {}", labeled.label, redact(&reason))),
+        }
+    }
+    if let (Some(store), true) = (&ctx.state, sink.skip_unchanged()) {
+        store.commit(&ctx.pipeline, &done, None).map_err(|e| Fatal::unavailable("state", e))?;
+    }
+    Ok(())
+}
