@@ -59,6 +59,16 @@ pub struct PipelineDoc {
     #[serde(default)]
     #[schemars(schema_with = "sinks_schema")]
     pub on_error: Vec<RawNode>,
+    /// Shape of the journal written by `--journal FILE` (and answered by `etl serve`), as one
+    /// template expression over `success`, `status`, `error`, `counts`, `counters`, `log`,
+    /// `settings` and `run`. Without it the journal lists every record.
+    #[serde(default)]
+    #[schemars(example = journal_example())]
+    pub journal: Option<RawNode>,
+}
+
+fn journal_example() -> &'static str {
+    "{{ {'success': true, 'journal': counters} if success else {'success': false, 'message': 'ERROR: ' ~ error} }}"
 }
 
 fn settings_example() -> Json {
@@ -94,6 +104,7 @@ pub struct Pipeline {
     pub sinks: Vec<Labeled>,
     pub on_success: Vec<Labeled>,
     pub on_error: Vec<Labeled>,
+    pub journal: Option<expr::Template>,
 }
 
 /// A sink with the name it has in journals and dry-run output.
@@ -291,6 +302,8 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
     let sinks = build_sinks(&doc.sinks, expr::RECORD_ROOTS, "sink");
     let on_success = build_sinks(&doc.on_success, expr::HOOK_ROOTS, "on_success");
     let on_error = build_sinks(&doc.on_error, expr::HOOK_ROOTS, "on_error");
+    set_scope(expr::JOURNAL_ROOTS, &[]);
+    let journal = doc.journal.as_ref().map(|RawNode(n)| expr::template::from_node(n));
 
     Some(Pipeline {
         name: doc.name,
@@ -301,6 +314,7 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
         sinks,
         on_success,
         on_error,
+        journal,
     })
 }
 

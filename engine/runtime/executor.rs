@@ -28,6 +28,8 @@ pub struct RunReport {
     pub counts: Counts,
     pub aborted: Option<Fatal>,
     pub elapsed: std::time::Duration,
+    /// The journal's closing fields (status, error, counts, counters, log).
+    pub summary: serde_json::Value,
 }
 
 pub const UNCHANGED: &str = "unchanged since last sync";
@@ -49,6 +51,7 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
         started_at,
         dry_run: opts.dry_run,
         state: store.clone(),
+        report: Default::default(),
     };
     let header = json!({
         "pipeline": pipeline.name,
@@ -56,7 +59,14 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
         "started_at": started_at.to_rfc3339(),
         "dry_run": opts.dry_run,
     });
-    let mut journal = Journal::new(opts.journal.as_deref(), &header)?;
+    // `--journal -` is standard output; with a `journal:` template the file gets its rendering.
+    let to_stdout = opts.journal.as_deref() == Some(std::path::Path::new("-"));
+    let stream_to = match (&pipeline.journal, to_stdout) {
+        (None, false) => opts.journal.clone(),
+        (None, true) => Some(PathBuf::from("/dev/stdout")),
+        (Some(_), _) => None,
+    };
+    let mut journal = Journal::new(stream_to.as_deref(), &header)?;
     let run_id = match (&store, opts.dry_run) {
         (Some(s), false) => Some(s.run_started(&pipeline.name, &started_at.to_rfc3339())?),
         _ => None,
@@ -66,13 +76,24 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
     let result = drive(&mut pipeline, &ctx, &mut journal, &progress).await;
     progress.finish();
     let aborted = result.err();
+    let report = ctx.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let summary = json!({
         "finished_at": chrono::Local::now().fixed_offset().to_rfc3339(),
         "status": if aborted.is_some() { "aborted" } else { "finished" },
         "error": aborted.as_ref().map(|f| redact(&f.to_string())),
         "counts": journal.counts,
+        "counters": report.counters,
+        "log": report.log,
     });
     journal.finish(&summary)?;
+    if let Some(template) = &pipeline.journal {
+        let rendered = render_journal(template, &ctx, &summary)?;
+        match (&opts.journal, to_stdout) {
+            (_, true) => println!("{rendered}"),
+            (Some(path), false) => std::fs::write(path, format!("{rendered}\n")).map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
+            (None, false) => {}
+        }
+    }
     if let (Some(s), Some(id)) = (&store, run_id) {
         s.run_finished(id, summary["status"].as_str().unwrap_or_default(), &summary)?;
     }
@@ -85,8 +106,29 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
         journal.counts,
         aborted.as_ref().map(|f| format!("\n  error: {}", redact(&f.to_string()))).unwrap_or_default()
     );
-    journal.print(&mut std::io::stdout().lock(), &headline);
-    Ok(RunReport { counts: journal.counts.clone(), aborted, elapsed: clock.elapsed() })
+    if to_stdout {
+        journal.print(&mut std::io::stderr().lock(), &headline);
+    } else {
+        journal.print(&mut std::io::stdout().lock(), &headline);
+    }
+    Ok(RunReport { counts: journal.counts.clone(), aborted, elapsed: clock.elapsed(), summary })
+}
+
+/// The pipeline's own journal shape (e.g. seed 003's `{"success": ..., "journal": {...}}`).
+fn render_journal(template: &crate::expr::Template, ctx: &RunCtx, summary: &serde_json::Value) -> Result<String, String> {
+    let aborted = summary["status"] == "aborted";
+    let scope = minijinja::context! {
+        success => !aborted,
+        status => summary["status"].as_str().unwrap_or_default(),
+        error => summary["error"].as_str(),
+        counts => minijinja::value::Value::from(minijinja::value::Serde(&summary["counts"])),
+        counters => minijinja::value::Value::from(minijinja::value::Serde(&summary["counters"])),
+        log => minijinja::value::Value::from(minijinja::value::Serde(&summary["log"])),
+        settings => ctx.settings_value.clone(),
+        run => ctx.run_value.clone(),
+    };
+    let value = template.eval(&scope).map_err(|e| format!("journal template: {e}"))?;
+    Ok(redact(&serde_json::to_string_pretty(&value).unwrap_or_default()))
 }
 
 async fn drive(p: &mut Pipeline, ctx: &RunCtx, journal: &mut Journal, progress: &Progress) -> Result<(), Fatal> {

@@ -139,9 +139,35 @@ pub struct RunCtx {
     pub started_at: chrono::DateTime<chrono::FixedOffset>,
     pub dry_run: bool,
     pub state: Option<Arc<Store>>,
+    /// Named counters and log lines components add for the journal (`counters`, `log`).
+    pub report: std::sync::Mutex<Report>,
+}
+
+/// What components tell the journal beyond per-record outcomes.
+#[derive(Default, Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub counters: indexmap::IndexMap<String, i64>,
+    pub log: Vec<String>,
 }
 
 impl RunCtx {
+    /// Add `n` to a journal counter (created at 0 when first named).
+    pub fn count(&self, name: &str, n: i64) {
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        *r.counters.entry(name.to_string()).or_insert(0) += n;
+    }
+
+    /// Make sure a counter shows up in the journal even when it stays 0.
+    pub fn declare_counter(&self, name: &str) {
+        self.count(name, 0);
+    }
+
+    /// Add a line to the journal's log.
+    pub fn log(&self, line: impl Into<String>) {
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        r.log.push(crate::secrets::redact(&line.into()));
+    }
+
     /// The template scope of an item; hooks also see its outcome.
     pub fn scope(&self, item: &Item) -> Value {
         let (outcome, error) = match &item.outcome {
@@ -162,11 +188,7 @@ impl RunCtx {
     /// Scope for things evaluated once per run (source parameters).
     pub fn run_scope(&self, cursor: Option<&Json>) -> Value {
         let cursor = cursor.map(|c| expr::json_value(&Arc::new(c.clone()))).unwrap_or(Value::from(()));
-        Value::from_iter([
-            ("settings", self.settings_value.clone()),
-            ("run", self.run_value.clone()),
-            ("cursor", cursor),
-        ])
+        minijinja::context! { settings => self.settings_value.clone(), run => self.run_value.clone(), cursor => cursor }
     }
 }
 
