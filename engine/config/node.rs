@@ -214,7 +214,7 @@ pub fn parse(src: &str, file: &str) -> Result<Node, Vec<SyntaxError>> {
             Err(e) => {
                 let m = e.marker();
                 builder.errors.push(SyntaxError {
-                    pos: Pos { line: m.line(), col: m.col() + 1 },
+                    pos: clamp_to_text(src, Pos { line: m.line(), col: m.col() + 1 }),
                     message: format!("YAML syntax error: {}", e.info()),
                 });
                 break;
@@ -225,6 +225,19 @@ pub fn parse(src: &str, file: &str) -> Result<Node, Vec<SyntaxError>> {
         return Err(builder.errors);
     }
     Ok(builder.root.unwrap_or_else(|| Node::new(Kind::Null, Span::default(), file)))
+}
+
+/// An error noticed at the end of input points at the end of the last line that has text,
+/// so that the snippet shows the line that is actually unfinished.
+fn clamp_to_text(src: &str, pos: Pos) -> Pos {
+    let lines: Vec<&str> = src.lines().collect();
+    if pos.line <= lines.len() && pos.line > 0 {
+        return pos;
+    }
+    match lines.iter().rposition(|l| !l.trim().is_empty()) {
+        Some(i) => Pos { line: i + 1, col: lines[i].chars().count() + 1 },
+        None => pos,
+    }
 }
 
 enum Frame {

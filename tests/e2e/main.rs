@@ -1,1 +1,7 @@
-fn main(){}
+//! End-to-end tests: the real `etl` binary, run as a child process, against files and emulated
+//! services on 127.0.0.1 (started in-process by the test).
+
+mod harness;
+
+mod core_run;
+mod core_validate;
