@@ -1,4 +1,5 @@
 //! One folder per external system. Each exposes `register(&mut Registry)`.
 pub mod bitrix24;
 pub mod comagic;
+pub mod http;
 pub mod otmechalka;

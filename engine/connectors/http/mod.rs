@@ -1,0 +1,2 @@
+//! Generic HTTP: the orders API emulator (seed 003) and the plumbing the emulators share.
+pub mod emulator_kit;
