@@ -504,3 +504,43 @@ fn usable_from_sync_code_and_stops_on_shutdown() {
     emu.shutdown();
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn a_dropped_connection_sends_no_bytes() {
+    use std::io::{Read, Write};
+    let emu = OtmechalkaEmulator::start(OtmechalkaConfig::default()).unwrap();
+    emu.faults().fail_next(1, Fault::Drop);
+    let mut s = std::net::TcpStream::connect(emu.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/clients/1/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        emu.token()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got); // EOF or reset, either way nothing arrives
+    assert_eq!(String::from_utf8_lossy(&got), "");
+    assert_eq!(emu.counters().gets, 1);
+}
+
+#[tokio::test]
+async fn serve_forever_serves_on_the_given_address() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = tokio::spawn(serve_forever(OtmechalkaConfig::default(), addr));
+    let http = test_http_client(Duration::from_secs(5));
+    let url = format!("http://{addr}/api/clients/1/");
+    let mut status = None;
+    for _ in 0..50 {
+        if let Ok(r) = http.get(&url).bearer_auth("otm-test-token").send().await {
+            status = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, Some(StatusCode::NOT_FOUND));
+    server.abort();
+}
