@@ -1,1 +1,2 @@
 //! otmechalka connector.
+pub mod emulator;
