@@ -5,8 +5,9 @@ use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 
 /// Names of our own filters, for the "unknown filter" check.
-pub const CUSTOM: &[&str] =
-    &["phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime"];
+pub const CUSTOM: &[&str] = &[
+    "phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime", "match_rules",
+];
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("phone", phone);
@@ -19,6 +20,7 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("unique_list", unique_list);
     env.add_filter("compact", compact);
     env.add_filter("to_number", to_number);
+    env.add_filter("match_rules", match_rules);
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -195,6 +197,53 @@ fn compact(v: Value) -> Result<Value, Error> {
     Ok(Value::from(v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>()))
 }
 
+/// The values of a fact as strings (a list, or one value; empty is none).
+fn fact_values(v: &Value) -> Result<Vec<String>, Error> {
+    if is_empty(v) {
+        return Ok(vec![]);
+    }
+    if matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
+        return Ok(v.try_iter()?.filter(|x| !is_empty(x)).map(|x| key_of(&x)).collect());
+    }
+    Ok(vec![key_of(v)])
+}
+
+/// Rules from settings whose `when` conditions all hold for the given facts:
+/// `settings.course_rules | match_rules(product=source.UF_X, branch=source.UF_Y)`.
+/// A condition `product: "404"` holds when the fact `product` (a value or a list) contains 404;
+/// a list of values in a condition holds when any of them is there.
+fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
+    let mut known: Vec<(String, Vec<String>)> = Vec::new();
+    for name in facts.args() {
+        let v: Value = facts.get(name)?;
+        known.push((name.to_string(), fact_values(&v)?));
+    }
+    let mut out = Vec::new();
+    for rule in rules.try_iter()? {
+        let when = rule.get_attr("when")?;
+        if when.is_undefined() || when.kind() != ValueKind::Map {
+            return Err(invalid("each rule needs a `when:` mapping of conditions"));
+        }
+        let mut all = true;
+        for key in when.try_iter()? {
+            let name = key_of(&key);
+            let wanted = fact_values(&when.get_item(&key)?)?;
+            let have = known.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice());
+            let Some(have) = have else {
+                return Err(invalid(format!("rule condition `{name}` has no fact; pass {name}=... to match_rules")));
+            };
+            if !wanted.iter().any(|w| have.contains(w)) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            out.push(rule);
+        }
+    }
+    Ok(Value::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +286,17 @@ mod tests {
         assert_eq!(out, "CASH-ONLINE");
         let out = env.render_str("{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}", ()).unwrap();
         assert_eq!(out, "1,2,3");
+    }
+
+    #[test]
+    fn rules_match_when_every_condition_holds() {
+        let mut env = Environment::new();
+        register(&mut env);
+        let rules = "[{'when': {'product': '410'}, 'c': 'online'}, {'when': {'product': '404', 'branch': '48'}, 'c': 'gogol'}, {'when': {'product': '404', 'branch': '12708'}, 'c': 'skolkovo'}]";
+        let render = |facts: &str| env.render_str(&format!("{{{{ {rules} | match_rules({facts}) | map(attribute='c') | join(',') }}}}"), ()).unwrap();
+        assert_eq!(render("product=[404, 410], branch=[48, 999]"), "online,gogol");
+        assert_eq!(render("product=[404], branch=[12708, 48]"), "gogol,skolkovo");
+        assert_eq!(render("product=[999], branch=[48]"), "");
+        assert_eq!(render("product=none, branch=none"), "");
     }
 }
