@@ -14,7 +14,7 @@ use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use super::filters;
+use super::{Scope, filters};
 use super::json_object::to_json;
 use crate::config::de::capture_node;
 use crate::config::diag::{Diagnostic, unknown_message};
@@ -39,6 +39,8 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 enum Compiled {
     Literal(Json),
+    /// `{{ source.A.B[0] }}`: read straight from the record's JSON, no template machinery.
+    Lookup(String, Vec<Segment>, Expression<'static, 'static>),
     Expr(Expression<'static, 'static>),
     Text(minijinja::Template<'static, 'static>),
 }
@@ -87,7 +89,10 @@ impl Template {
             let e = ENV
                 .compile_expression_owned(expr.to_string())
                 .map_err(|e| vec![syntax_error(source, &e, offset)])?;
-            Compiled::Expr(e)
+            match plain_lookup(expr) {
+                Some((root, path)) => Compiled::Lookup(root, path, e),
+                None => Compiled::Expr(e),
+            }
         } else if source.contains("{{") || source.contains("{%") {
             let leaked: &'static str = Box::leak(source.to_string().into_boxed_str());
             Compiled::Text(ENV.template_from_str(leaked).map_err(|e| vec![syntax_error(source, &e, 0)])?)
@@ -96,7 +101,7 @@ impl Template {
         };
         let mut errors = unknown_filters(source);
         let vars = match &compiled {
-            Compiled::Expr(e) => e.undeclared_variables(true),
+            Compiled::Expr(e) | Compiled::Lookup(_, _, e) => e.undeclared_variables(true),
             Compiled::Text(t) => t.undeclared_variables(true),
             Compiled::Literal(_) => Default::default(),
         };
@@ -108,6 +113,10 @@ impl Template {
     pub fn eval(&self, scope: &Value) -> Result<Json, String> {
         match &self.0.compiled {
             Compiled::Literal(v) => Ok(v.clone()),
+            Compiled::Lookup(root, path, e) => match scope.downcast_object_ref::<Scope>().and_then(|s| s.json(root)) {
+                Some(doc) => Ok(walk(doc, path).cloned().unwrap_or(Json::Null)),
+                None => e.eval(scope.clone()).map(|v| to_json(&v)).map_err(|e| error_text(&e)),
+            },
             Compiled::Expr(e) => e.eval(scope.clone()).map(|v| to_json(&v)).map_err(|e| error_text(&e)),
             Compiled::Text(t) => t.render(scope.clone()).map(Json::String).map_err(|e| error_text(&e)),
         }
@@ -126,10 +135,55 @@ impl Template {
     pub fn test(&self, scope: &Value) -> Result<bool, String> {
         match &self.0.compiled {
             Compiled::Literal(v) => Ok(truthy(v)),
+            Compiled::Lookup(..) => self.eval(scope).map(|v| truthy(&v)),
             Compiled::Expr(e) => e.eval(scope.clone()).map(|v| v.is_true()).map_err(|e| error_text(&e)),
             Compiled::Text(t) => t.render(scope.clone()).map(|s| !matches!(s.trim(), "" | "false" | "False" | "0")).map_err(|e| error_text(&e)),
         }
     }
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `source.PHONE[0].VALUE` -> ("source", [PHONE, 0, VALUE]); anything fancier is not a plain lookup.
+fn plain_lookup(expr: &str) -> Option<(String, Vec<Segment>)> {
+    let expr = expr.trim();
+    let is_ident = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.starts_with(|c: char| c.is_ascii_digit());
+    let mut rest = expr;
+    let root_end = rest.find(['.', '[']).unwrap_or(rest.len());
+    let root = &rest[..root_end];
+    if !matches!(root, "source" | "record" | "steps" | "settings") {
+        return None;
+    }
+    rest = &rest[root_end..];
+    let mut path = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            if !is_ident(&r[..end]) {
+                return None;
+            }
+            path.push(Segment::Key(r[..end].to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            path.push(Segment::Index(r[..end].trim().parse().ok()?));
+            rest = &r[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some((root.to_string(), path))
+}
+
+fn walk<'a>(doc: &'a Json, path: &[Segment]) -> Option<&'a Json> {
+    path.iter().try_fold(doc, |at, seg| match seg {
+        Segment::Key(k) => at.get(k.as_str()),
+        Segment::Index(i) => at.get(*i),
+    })
 }
 
 fn truthy(v: &Json) -> bool {
@@ -282,6 +336,27 @@ mod tests {
         let t = Template::compile("Hello {{ 1 + 1 }}", &roots(), &[]).ok().unwrap();
         assert_eq!(t.eval(&Value::from(())).unwrap(), serde_json::json!("Hello 2"));
         assert!(Template::compile("plain", &roots(), &[]).ok().unwrap().is_literal());
+    }
+
+    #[test]
+    fn plain_lookups_read_json_directly() {
+        use std::sync::Arc;
+        let scope = Value::from_object(Scope {
+            source: Arc::new(serde_json::json!({"PHONE": [{"VALUE": "8 926"}], "ID": "7"})),
+            record: Arc::new(Json::Null),
+            steps: Arc::new(serde_json::json!({})),
+            settings: Arc::new(serde_json::json!({})),
+            run: Value::from(()),
+            outcome: Value::from(()),
+            error: Value::from(()),
+        });
+        let t = Template::compile("{{ source.PHONE[0].VALUE }}", &roots(), &[]).ok().unwrap();
+        assert!(matches!(t.0.compiled, Compiled::Lookup(..)));
+        assert_eq!(t.eval(&scope).unwrap(), serde_json::json!("8 926"));
+        let t = Template::compile("{{ source.MISSING.X }}", &roots(), &[]).ok().unwrap();
+        assert_eq!(t.eval(&scope).unwrap(), Json::Null);
+        assert!(plain_lookup("source.X | phone").is_none());
+        assert!(plain_lookup("source[settings.x]").is_none());
     }
 
     #[test]

@@ -234,9 +234,11 @@ async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, sele
         }
     }
     let scope = format!("sink:{}", labeled.label);
-    let hashes: Vec<String> = writes.iter().map(|w| state::fingerprint(&w.payload)).collect();
+    let remember = ctx.state.is_some() && sink.skip_unchanged();
+    let hashes: Vec<String> =
+        writes.iter().map(|w| if remember { state::fingerprint(&w.payload) } else { String::new() }).collect();
     let mut fresh: Vec<(Write, String)> = Vec::new();
-    let known = match (&ctx.state, sink.skip_unchanged()) {
+    let known = match (&ctx.state, remember) {
         (Some(store), true) => {
             let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
             store.fingerprints(&ctx.pipeline, &scope, &keys).map_err(|e| Fatal::unavailable("state", e))?
@@ -244,7 +246,7 @@ async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, sele
         _ => vec![None; writes.len()],
     };
     for ((w, hash), old) in writes.into_iter().zip(hashes).zip(known) {
-        if old.as_deref() == Some(hash.as_str()) {
+        if remember && old.as_deref() == Some(hash.as_str()) {
             items[w.index].unchanged += 1;
         } else {
             fresh.push((w, hash));
@@ -268,7 +270,7 @@ async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, sele
             Err(reason) => items[w.index].fail(format!("{}: {}", labeled.label, redact(&reason))),
         }
     }
-    if let (Some(store), true) = (&ctx.state, sink.skip_unchanged()) {
+    if let (Some(store), true) = (&ctx.state, remember) {
         store.commit(&ctx.pipeline, &done, None).map_err(|e| Fatal::unavailable("state", e))?;
     }
     Ok(())

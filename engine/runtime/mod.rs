@@ -175,10 +175,10 @@ impl RunCtx {
             o => (Value::from(o.name()), o.reason().map(Value::from).unwrap_or(Value::from(()))),
         };
         Value::from_object(Scope {
-            source: expr::json_value(&item.record.source),
-            record: expr::json_value(&item.record.data),
-            steps: expr::json_value(&item.record.steps),
-            settings: self.settings_value.clone(),
+            source: item.record.source.clone(),
+            record: item.record.data.clone(),
+            steps: item.record.steps.clone(),
+            settings: self.settings.clone(),
             run: self.run_value.clone(),
             outcome,
             error,

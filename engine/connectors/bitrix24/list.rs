@@ -93,10 +93,19 @@ pub struct Incremental {
     /// (a template, e.g. `{{ settings.contacts_last_modify }}`).
     #[serde(default)]
     pub start: Option<Template>,
+    /// Only records last changed at least this many seconds before the run started are read:
+    /// DATE_MODIFY has one-second precision, so a second that is still going on could gain
+    /// records behind the cursor. The rest (and our own status write-backs) come next run.
+    #[serde(default = "default_settle")]
+    pub settle_secs: u64,
 }
 
 fn default_modify() -> String {
     "DATE_MODIFY".into()
+}
+
+fn default_settle() -> u64 {
+    5
 }
 
 impl SourceConfig for ListConfig {
@@ -350,9 +359,10 @@ impl Source for ListSource {
         base.insert("filter".into(), Json::Object(filter));
         base.insert("select".into(), Json::Array(select));
         if let Some(inc) = &self.cfg.incremental {
-            // Records our own run modifies (status write-back) are left for the next run.
-            let now = ctx.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-            base["filter"][format!("<={}", inc.field)] = Json::from(now);
+            // Records changed while we run (our own status write-backs among them) are left
+            // for the next run; see `settle_secs`.
+            let until = ctx.started_at - chrono::Duration::seconds(inc.settle_secs as i64);
+            base["filter"][format!("<={}", inc.field)] = Json::from(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
             self.state = match cursor {
                 Some(c) if c["date"].is_string() => {
                     Position::After { date: as_text(&c["date"]), id: as_text(&c["id"]), ties: true }
