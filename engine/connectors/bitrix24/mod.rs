@@ -1,1 +1,3 @@
 //! bitrix24 connector.
+
+pub mod emulator;
