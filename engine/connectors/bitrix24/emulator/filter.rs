@@ -64,6 +64,27 @@ impl Op {
     }
 }
 
+/// PHP's numeric coercion of a string: the leading number, else 0 (`"$result[a][49][ID]"` -> 0,
+/// so an unresolved batch reference in `>ID` matches every row, as on a real portal).
+fn php_number(s: &str) -> f64 {
+    let b = s.trim_start().as_bytes();
+    let mut end = 0;
+    if end < b.len() && (b[end] == b'-' || b[end] == b'+') {
+        end += 1;
+    }
+    let digits_from = end;
+    while end < b.len() && (b[end].is_ascii_digit() || b[end] == b'.') {
+        end += 1;
+    }
+    if end == digits_from {
+        return 0.0;
+    }
+    std::str::from_utf8(&b[..end])
+        .ok()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// One comparison value, pre-parsed every way it may be needed.
 #[derive(Clone, Debug)]
 struct Needle {
@@ -93,7 +114,7 @@ impl Needle {
             },
         };
         Needle {
-            num: t.parse::<f64>().ok(),
+            num: Some(t.parse::<f64>().unwrap_or_else(|_| php_number(t))),
             ts: parse_datetime(t, offset),
             boolv,
             empty: t.is_empty(),
@@ -362,6 +383,7 @@ fn cmp_scalar(v: &Value, kind: FieldKind, n: &Needle) -> Option<Ordering> {
                 return Some(b.cmp(&n.boolv?));
             }
             if kind == FieldKind::Num {
+                // numeric column: the needle is coerced like PHP does (non-numeric -> 0)
                 if let (Some(a), Some(b)) = (num_of(v), n.num) {
                     return a.partial_cmp(&b);
                 }
@@ -695,6 +717,11 @@ mod tests {
         assert_eq!(count(json!({">=ID": 100, "<ID": "110"})), 10);
         assert_eq!(count(json!({"ID": "7"})), 1);
         assert_eq!(count(json!({"ID": "abc"})), 0);
+        assert_eq!(
+            count(json!({">ID": "$result[p0][49][ID]"})),
+            120,
+            "PHP coerces to 0"
+        );
         assert_eq!(count(json!({"@ID": ["1", "2", 300]})), 2);
         assert_eq!(count(json!({"!@ID": ["1", "2"]})), 118);
         assert_eq!(count(json!({"LAST_NAME": "EVEN"})), 60);
