@@ -1074,4 +1074,34 @@ mod tests {
         let act = s.get("activity", 5).unwrap();
         assert!(act["START_TIME"].is_string() && act["OWNER_TYPE_ID"].is_string());
     }
+
+    /// Memory and time of a report-scale portal with 1M activities (run by hand:
+    /// `cargo test --release --lib report_scale_1m -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn report_scale_1m() {
+        let rss = || {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS"))
+                        .map(str::to_string)
+                })
+                .unwrap_or_default()
+        };
+        let before = rss();
+        let t = std::time::Instant::now();
+        let p = Portal::report_scale(&ReportScale::default());
+        eprintln!(
+            "report_scale default: {:?}; {before} -> {}",
+            t.elapsed(),
+            rss()
+        );
+        assert_eq!(p.len("activity"), 1_000_000);
+        let t = std::time::Instant::now();
+        let c = Portal::bulk_contacts(1_000_000);
+        eprintln!("bulk_contacts(1M): {:?}; {}", t.elapsed(), rss());
+        assert_eq!(c.len("contact"), 1_000_000);
+    }
 }

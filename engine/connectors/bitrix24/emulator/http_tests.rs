@@ -409,6 +409,9 @@ async fn leaky_bucket_overflow_503() {
     assert_eq!(b["result"]["result"].as_object().unwrap().len(), 20);
     assert_eq!(post(&c, &emu, "user.current", json!({})).await.0, 503);
     assert_eq!(emu.limit_refusals(), 2);
+    // the bucket drains with (emulated) time
+    emu.advance_time(Duration::from_secs(1000));
+    assert_eq!(post(&c, &emu, "user.current", json!({})).await.0, 200);
     emu.shutdown().await;
 }
 
@@ -454,6 +457,29 @@ async fn operating_time_limit_429_per_method() {
     );
     assert!(b["result"]["result"]["b"].is_array());
     assert_eq!(emu.limit_refusals(), 2);
+    // the window rolls over: the method works again after operating_reset_at
+    emu.advance_time(Duration::from_secs(601));
+    assert_eq!(post(&c, &emu, "crm.contact.list", json!({})).await.0, 200);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn latency_and_count_latency() {
+    let cfg = EmulatorConfig {
+        latency: Duration::from_millis(30),
+        count_latency: Duration::from_millis(40),
+        ..relaxed()
+    };
+    let emu = Emulator::start(cfg, Portal::demo()).await.unwrap();
+    let c = client();
+    let t = std::time::Instant::now();
+    post(&c, &emu, "crm.contact.list", json!({"start": -1})).await;
+    let keyset = t.elapsed();
+    let t = std::time::Instant::now();
+    post(&c, &emu, "crm.contact.list", json!({"start": 0})).await;
+    let counted = t.elapsed();
+    assert!(keyset >= Duration::from_millis(30), "{keyset:?}");
+    assert!(counted >= Duration::from_millis(70), "{counted:?}");
     emu.shutdown().await;
 }
 

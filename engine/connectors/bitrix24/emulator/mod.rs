@@ -157,6 +157,8 @@ struct Stats {
 }
 
 struct Shared {
+    /// seconds added to the real clock ([`Emulator::advance_time`])
+    skew: Mutex<f64>,
     config: RwLock<EmulatorConfig>,
     portal: Mutex<Portal>,
     limits: Mutex<Limits>,
@@ -169,6 +171,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The emulator's clock: real unix time plus the test-controlled skew.
+    fn now(&self) -> f64 {
+        now_f64() + *lock(&self.skew)
+    }
     fn cfg(&self) -> EmulatorConfig {
         self.config
             .read()
@@ -211,6 +217,7 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            skew: Mutex::new(0.0),
             limits: Mutex::new(Limits::new(
                 config.bucket_capacity,
                 config.bucket_drain_per_sec,
@@ -318,6 +325,16 @@ impl Emulator {
     pub fn reset_limits(&self) {
         let c = self.shared.cfg();
         *lock(&self.shared.limits) = Limits::new(c.bucket_capacity, c.bucket_drain_per_sec);
+    }
+
+    /// Move the emulator's clock forward (DATE_MODIFY stamps, bucket drain, operating
+    /// windows), so tests can let limits recover without sleeping.
+    pub fn advance_time(&self, by: Duration) {
+        *lock(&self.shared.skew) += by.as_secs_f64();
+    }
+    /// The emulator's current unix time in seconds.
+    pub fn now(&self) -> f64 {
+        self.shared.now()
     }
 
     /// Stop serving (waits up to 2 s for in-flight requests).
@@ -481,7 +498,7 @@ fn body_params(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, Ap
 }
 
 async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
-    let received = now_f64();
+    let received = sh.now();
     lock(&sh.stats).http += 1;
     let resp = handle_inner(&sh, req, received).await;
     let mut s = lock(&sh.stats);
@@ -644,7 +661,7 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
     }
 
     // leaky bucket: refused before execution
-    let now = now_f64();
+    let now = sh.now();
     let window = cfg.operating_window.as_secs_f64();
     {
         let mut l = lock(&sh.limits);
@@ -683,7 +700,7 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
                 let mut counted = 0u32;
                 let mut batch_time = 0.0f64;
                 let result = batch::run(cmds, halt, |cmd, sub_params| {
-                    let t0 = now_f64();
+                    let t0 = sh.now();
                     sh.log(&cfg, &cmd.method, &sub_params, Some(&cmd.key));
                     let Some(scope) = methods::scope_of(&cmd.method) else {
                         return (Err(ApiError::method_not_found()), Value::Null);
@@ -701,7 +718,7 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
                         }
                     }
                     let r = methods::call(&mut portal, &cmd.method, &sub_params, &env);
-                    let t1 = now_f64();
+                    let t1 = sh.now();
                     match r {
                         Ok(reply) => {
                             counted += reply.counted as u32;
@@ -730,7 +747,7 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
                 };
                 if cfg.batch_billing == BatchBilling::Batch {
                     lock(&sh.limits).meter("batch").charge(
-                        now_f64(),
+                        sh.now(),
                         window,
                         cfg.op_time_per_call + batch_time,
                     );
@@ -748,7 +765,7 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
         Ok(x) => x,
         Err(e) => return error_response(&e),
     };
-    let finish = now_f64();
+    let finish = sh.now();
     let billed = if method == "batch" && cfg.batch_billing == BatchBilling::PerMethod {
         None
     } else {
