@@ -1,10 +1,11 @@
 //! The emulated portal's data: one [`Table`] per entity (legacy UPPER_SNAKE field names, IDs as
 //! strings), plus product rows and contact/company/deal links.
 //!
-//! Rows are stored column-wise-indexed (`Vec<Option<Value>>` against the table's column list)
-//! in a `BTreeMap` keyed by numeric ID: about half the memory of one `serde_json::Map` per row,
+//! Rows are stored as compact [`Cell`] slices laid out against the table's column list, in a
+//! `BTreeMap` keyed by numeric ID: a fraction of the memory of one `serde_json::Map` per row,
 //! a field lookup is an index, and `>ID` keyset pages are a range scan.
 
+use super::cell::Cell;
 use super::schema::{self, FieldDef, FieldKind, MULTI_FIELDS};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -32,7 +33,7 @@ pub struct Table {
     columns: Vec<String>,
     kinds: Vec<FieldKind>,
     col_index: HashMap<String, usize>,
-    rows: BTreeMap<u64, Vec<Option<Value>>>,
+    rows: BTreeMap<u64, Box<[Cell]>>,
     next_id: u64,
 }
 
@@ -126,13 +127,13 @@ impl Table {
         self.next_id
     }
 
-    pub(crate) fn raw(&self, id: u64) -> Option<&Vec<Option<Value>>> {
-        self.rows.get(&id)
+    pub(crate) fn raw(&self, id: u64) -> Option<&[Cell]> {
+        self.rows.get(&id).map(|b| &**b)
     }
     pub(crate) fn raw_range<R: RangeBounds<u64>>(
         &self,
         r: R,
-    ) -> std::collections::btree_map::Range<'_, u64, Vec<Option<Value>>> {
+    ) -> std::collections::btree_map::Range<'_, u64, Box<[Cell]>> {
         self.rows.range(r)
     }
     /// Insert or replace a row. `ID` (string or number) picks the key, else the next free ID is
@@ -140,23 +141,23 @@ impl Table {
     pub fn insert(&mut self, mut row: Row) -> u64 {
         let id = row.get("ID").and_then(id_of).unwrap_or(self.next_id);
         row.insert("ID".into(), Value::String(id.to_string()));
-        let mut vals: Vec<Option<Value>> = Vec::with_capacity(self.columns.len().max(row.len()));
+        let mut vals: Vec<Cell> = Vec::with_capacity(self.columns.len().max(row.len()));
         for (k, v) in row {
             let c = self.ensure_col(&k);
             if vals.len() <= c {
-                vals.resize(c + 1, None);
+                vals.resize(c + 1, Cell::Absent);
             }
-            vals[c] = Some(v);
+            vals[c] = Cell::from_value(v);
         }
-        self.rows.insert(id, vals);
+        self.rows.insert(id, vals.into_boxed_slice());
         self.next_id = self.next_id.max(id + 1);
         id
     }
 
     /// Fast path for generators: store a row already laid out against `columns()`
     /// (see [`Table::ensure_col`]); `vals[ID column]` must hold the string ID.
-    pub(crate) fn insert_raw(&mut self, id: u64, vals: Vec<Option<Value>>) {
-        self.rows.insert(id, vals);
+    pub(crate) fn insert_raw(&mut self, id: u64, vals: Vec<Cell>) {
+        self.rows.insert(id, vals.into_boxed_slice());
         self.next_id = self.next_id.max(id + 1);
     }
 
@@ -166,14 +167,15 @@ impl Table {
         Some(
             vals.iter()
                 .enumerate()
-                .filter_map(|(c, v)| v.as_ref().map(|v| (self.columns[c].clone(), v.clone())))
+                .filter_map(|(c, v)| v.to_value().map(|v| (self.columns[c].clone(), v)))
                 .collect(),
         )
     }
 
-    pub fn value(&self, id: u64, field: &str) -> Option<&Value> {
+    /// One field of a row (None if the row or the value is absent).
+    pub fn value(&self, id: u64, field: &str) -> Option<Value> {
         let c = self.col(field)?;
-        self.rows.get(&id)?.get(c)?.as_ref()
+        self.rows.get(&id)?.get(c)?.to_value()
     }
 
     /// Set (or with `None`, unset) one field. False if the row does not exist.
@@ -184,9 +186,11 @@ impl Table {
         let c = self.ensure_col(field);
         let vals = self.rows.get_mut(&id).expect("checked");
         if vals.len() <= c {
-            vals.resize(c + 1, None);
+            let mut v = std::mem::take(vals).into_vec();
+            v.resize(c + 1, Cell::Absent);
+            *vals = v.into_boxed_slice();
         }
-        vals[c] = value;
+        vals[c] = Cell::from_opt(value);
         true
     }
 

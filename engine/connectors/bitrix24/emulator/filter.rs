@@ -1,6 +1,7 @@
 //! List semantics of the legacy methods: filter operators, `select` masks, `order`, and the
 //! fixed 50-row page with `start`/`next`/`total`.
 
+use super::cell::{Cell, Scalar};
 use super::data::{Row, Table, id_of};
 use super::dates::parse_datetime;
 use super::params::scalar_text;
@@ -277,63 +278,36 @@ impl Filter {
         }
     }
 
-    pub fn matches(&self, row: &[Option<Value>]) -> bool {
+    pub fn matches(&self, row: &[Cell]) -> bool {
         self.tests.iter().all(|t| match t {
             Test::Field {
                 col,
                 kind,
                 op,
                 needles,
-            } => test_value(row.get(*col).and_then(Option::as_ref), *kind, *op, needles),
+            } => test_value(
+                Scalar::C(row.get(*col).unwrap_or(&Cell::Absent)),
+                *kind,
+                *op,
+                needles,
+            ),
             Test::Bindings {
                 type_col,
                 id_col,
                 pairs,
             } => {
-                let t = row.get(*type_col).and_then(|v| v.as_ref()).and_then(id_of);
-                let i = row.get(*id_col).and_then(|v| v.as_ref()).and_then(id_of);
+                let num = |c: usize| {
+                    row.get(c)
+                        .and_then(|v| Scalar::C(v).num())
+                        .map(|f| f as u64)
+                };
+                let (t, i) = (num(*type_col), num(*id_col));
                 pairs.is_empty()
                     || pairs
                         .iter()
                         .any(|(pt, pi)| Some(*pt) == t && pi.is_none_or(|pi| Some(pi) == i))
             }
         })
-    }
-}
-
-fn is_empty_value(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.is_empty(),
-        Some(Value::Array(a)) => a.is_empty(),
-        Some(Value::Bool(b)) => !*b,
-        _ => false,
-    }
-}
-
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::Bool(true) => "Y".into(),
-        Value::Bool(false) => "N".into(),
-        other => scalar_text(other)
-            .map(|c| c.into_owned())
-            .unwrap_or_default(),
-    }
-}
-
-fn num_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn ts_of(v: &Value) -> Option<i64> {
-    match v {
-        // row values always carry an explicit offset; the default is irrelevant
-        Value::String(s) => parse_datetime(s, super::dates::DEFAULT_OFFSET_SECS),
-        _ => None,
     }
 }
 
@@ -365,54 +339,47 @@ fn like(text: &str, pat: &str) -> bool {
     pi == p.len()
 }
 
-fn cmp_scalar(v: &Value, kind: FieldKind, n: &Needle) -> Option<Ordering> {
+fn cmp_scalar(v: Scalar<'_>, kind: FieldKind, n: &Needle) -> Option<Ordering> {
     match kind {
-        FieldKind::Date => Some(ts_of(v)?.cmp(&n.ts?)),
+        FieldKind::Date => Some(v.ts()?.cmp(&n.ts?)),
         FieldKind::Bool => {
-            let b = match v {
-                Value::Bool(b) => *b,
-                other => matches!(
-                    text_of(other).to_ascii_lowercase().as_str(),
-                    "y" | "1" | "true"
-                ),
-            };
+            let b = v.as_bool().unwrap_or_else(|| {
+                matches!(v.text().to_ascii_lowercase().as_str(), "y" | "1" | "true")
+            });
             Some(b.cmp(&n.boolv?))
         }
         _ => {
-            if let Value::Bool(b) = v {
+            if let Some(b) = v.as_bool() {
                 return Some(b.cmp(&n.boolv?));
             }
             if kind == FieldKind::Num {
                 // numeric column: the needle is coerced like PHP does (non-numeric -> 0)
-                if let (Some(a), Some(b)) = (num_of(v), n.num) {
+                if let (Some(a), Some(b)) = (v.num(), n.num) {
                     return a.partial_cmp(&b);
                 }
             }
-            Some(text_of(v).to_lowercase().cmp(&n.lower))
+            Some(v.text().to_lowercase().cmp(&n.lower))
         }
     }
 }
 
-/// Positive form of the operator applied to one scalar (None = empty value).
-fn test_scalar(v: Option<&Value>, kind: FieldKind, op: Op, needles: &[Needle]) -> bool {
+/// Positive form of the operator applied to one scalar.
+fn test_scalar(v: Scalar<'_>, kind: FieldKind, op: Op, needles: &[Needle]) -> bool {
+    let comparable = !v.is_empty() || v.as_bool().is_some();
     let eq = |n: &Needle| -> bool {
         if n.empty {
-            return is_empty_value(v);
-        }
-        match v {
-            Some(v) if !is_empty_value(Some(v)) || matches!(v, Value::Bool(_)) => {
-                cmp_scalar(v, kind, n) == Some(Ordering::Equal)
-            }
-            _ => false,
+            v.is_empty()
+        } else {
+            comparable && cmp_scalar(v, kind, n) == Some(Ordering::Equal)
         }
     };
     match op {
         Op::Eq | Op::Ne | Op::In | Op::NotIn => needles.iter().any(eq),
         Op::Gt | Op::Ge | Op::Lt | Op::Le => {
-            let (Some(v), Some(n)) = (v, needles.first()) else {
+            let Some(n) = needles.first() else {
                 return false;
             };
-            if is_empty_value(Some(v)) && !matches!(v, Value::Bool(_)) {
+            if !comparable {
                 return false;
             }
             match cmp_scalar(v, kind, n) {
@@ -426,13 +393,13 @@ fn test_scalar(v: Option<&Value>, kind: FieldKind, op: Op, needles: &[Needle]) -
             }
         }
         Op::Like | Op::NotLike => {
-            let t = v.map(|v| text_of(v).to_lowercase()).unwrap_or_default();
+            let t = v.text().to_lowercase();
             needles
                 .iter()
                 .any(|n| t.contains(n.lower.trim_matches('%')))
         }
         Op::Pattern | Op::NotPattern => {
-            let t = v.map(|v| text_of(v).to_lowercase()).unwrap_or_default();
+            let t = v.text().to_lowercase();
             needles.iter().any(|n| like(&t, &n.lower))
         }
     }
@@ -440,17 +407,17 @@ fn test_scalar(v: Option<&Value>, kind: FieldKind, op: Op, needles: &[Needle]) -
 
 /// Does a row value pass `op needles`? Arrays (multiple fields) match if any element does;
 /// multi-field elements compare by their `VALUE`. Negated operators negate the whole test.
-fn test_value(v: Option<&Value>, kind: FieldKind, op: Op, needles: &[Needle]) -> bool {
-    let hit = match v {
-        Some(Value::Array(items)) if !items.is_empty() => items.iter().any(|it| {
+fn test_value(v: Scalar<'_>, kind: FieldKind, op: Op, needles: &[Needle]) -> bool {
+    let hit = match v.array() {
+        Some(items) if !items.is_empty() => items.iter().any(|it| {
             let it = match it {
                 Value::Object(o) => o.get("VALUE").unwrap_or(&Value::Null),
                 other => other,
             };
-            test_scalar(Some(it), kind, op, needles)
+            test_scalar(Scalar::V(it), kind, op, needles)
         }),
-        Some(Value::Array(_)) => test_scalar(None, kind, op, needles),
-        other => test_scalar(other, kind, op, needles),
+        Some(_) => test_scalar(Scalar::C(&Cell::Absent), kind, op, needles),
+        None => test_scalar(v, kind, op, needles),
     };
     hit != op.negated()
 }
@@ -505,12 +472,12 @@ pub fn resolve_select(table: &Table, select: Option<&Value>) -> Vec<usize> {
 }
 
 /// Build an output row from selected columns: unset fields are `null`, unset multi-fields omitted.
-pub fn project(table: &Table, raw: &[Option<Value>], cols: &[usize]) -> Row {
+pub fn project(table: &Table, raw: &[Cell], cols: &[usize]) -> Row {
     let mut out = Row::with_capacity(cols.len());
     for &c in cols {
-        match raw.get(c).and_then(Option::as_ref) {
+        match raw.get(c).and_then(Cell::to_value) {
             Some(v) => {
-                out.insert(table.columns()[c].clone(), v.clone());
+                out.insert(table.columns()[c].clone(), v);
             }
             None if table.is_multi_col(c) => {}
             None => {
@@ -522,10 +489,10 @@ pub fn project(table: &Table, raw: &[Option<Value>], cols: &[usize]) -> Row {
 }
 
 /// Every present field of a row (user.get / department.get shape: absent fields are left out).
-pub fn present(table: &Table, raw: &[Option<Value>]) -> Row {
+pub fn present(table: &Table, raw: &[Cell]) -> Row {
     raw.iter()
         .enumerate()
-        .filter_map(|(c, v)| v.as_ref().map(|v| (table.columns()[c].clone(), v.clone())))
+        .filter_map(|(c, v)| v.to_value().map(|v| (table.columns()[c].clone(), v)))
         .collect()
 }
 
@@ -550,28 +517,27 @@ enum SortKey {
     Text(String),
 }
 
-fn sort_key(v: Option<&Value>, kind: FieldKind) -> SortKey {
-    let v = match v {
-        Some(Value::Array(a)) => match a.first() {
-            Some(Value::Object(o)) => o.get("VALUE"),
-            other => other,
+fn sort_key(v: Scalar<'_>, kind: FieldKind) -> SortKey {
+    let v = match v.array() {
+        Some(a) => match a.first() {
+            Some(Value::Object(o)) => o.get("VALUE").map_or(Scalar::V(&Value::Null), Scalar::V),
+            Some(x) => Scalar::V(x),
+            None => Scalar::V(&Value::Null),
         },
-        other => other,
+        None => v,
     };
-    match v {
-        None | Some(Value::Null) => SortKey::Null,
-        Some(Value::Bool(b)) => SortKey::Num(*b as u8 as f64),
-        Some(v) => match kind {
-            FieldKind::Date => ts_of(v).map_or_else(
-                || SortKey::Text(text_of(v).to_lowercase()),
-                |t| SortKey::Num(t as f64),
-            ),
-            FieldKind::Num => {
-                num_of(v).map_or_else(|| SortKey::Text(text_of(v).to_lowercase()), SortKey::Num)
-            }
-            _ if text_of(v).is_empty() => SortKey::Null,
-            _ => SortKey::Text(text_of(v).to_lowercase()),
-        },
+    if v.is_null() {
+        return SortKey::Null;
+    }
+    if let Some(b) = v.as_bool() {
+        return SortKey::Num(b as u8 as f64);
+    }
+    let text = || SortKey::Text(v.text().to_lowercase());
+    match kind {
+        FieldKind::Date => v.ts().map_or_else(text, |t| SortKey::Num(t as f64)),
+        FieldKind::Num => v.num().map_or_else(text, SortKey::Num),
+        _ if v.text().is_empty() => SortKey::Null,
+        _ => text(),
     }
 }
 
@@ -607,7 +573,7 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
     };
     if let Some(desc) = by_id {
         let range = table.raw_range((lo, hi));
-        let iter: Box<dyn Iterator<Item = (&u64, &Vec<Option<Value>>)>> = if desc {
+        let iter: Box<dyn Iterator<Item = (&u64, &Box<[Cell]>)>> = if desc {
             Box::new(range.rev())
         } else {
             Box::new(range)
@@ -640,7 +606,12 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
         .map(|(id, raw)| {
             let keys = known
                 .iter()
-                .map(|(c, _)| sort_key(raw.get(*c).and_then(Option::as_ref), table.kind(*c)))
+                .map(|(c, _)| {
+                    sort_key(
+                        Scalar::C(raw.get(*c).unwrap_or(&Cell::Absent)),
+                        table.kind(*c),
+                    )
+                })
                 .collect();
             (keys, *id)
         })

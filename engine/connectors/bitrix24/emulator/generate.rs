@@ -1,6 +1,7 @@
 //! Data generators: `Portal::demo()` (a small hand-shaped portal in the form of seed 001, for
 //! the sandbox and e2e tests) and deterministic bulk generators for benchmarks.
 
+use super::cell::Cell;
 use super::data::{Portal, Row, Table};
 use super::dates::{civil_from_days, format_date, format_ts, parse_datetime};
 use super::schema::*;
@@ -916,10 +917,10 @@ impl Portal {
 
 fn insert_cols(t: &mut Table, id: u64, cols: &[usize], vals: impl IntoIterator<Item = Value>) {
     let width = cols.iter().max().map_or(0, |m| m + 1);
-    let mut raw: Vec<Option<Value>> = vec![None; width];
+    let mut raw: Vec<Cell> = vec![Cell::Absent; width];
     for (c, v) in cols.iter().zip(vals) {
         if !v.is_null() || !t.is_multi_col(*c) {
-            raw[*c] = Some(v);
+            raw[*c] = Cell::from_value(v);
         }
     }
     t.insert_raw(id, raw);

@@ -18,6 +18,7 @@
 //! `data` + `schema` (the portal model), `generate` (demo and bulk data), `dates`.
 
 pub mod batch;
+pub mod cell;
 pub mod data;
 pub mod dates;
 pub mod faults;
