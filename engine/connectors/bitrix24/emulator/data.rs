@@ -253,17 +253,34 @@ impl Portal {
             if let Some(Value::Array(items)) = row.get_mut(mf) {
                 for it in items.iter_mut() {
                     if let Value::Object(o) = it {
-                        if o.get("ID").and_then(id_of).is_none() {
-                            o.insert(
-                                "ID".into(),
-                                Value::String(self.next_multifield_id.to_string()),
-                            );
-                            self.next_multifield_id += 1;
-                        } else if let Some(n) = o.get("ID").and_then(id_of) {
-                            self.next_multifield_id = self.next_multifield_id.max(n + 1);
-                        }
-                        o.entry("VALUE_TYPE").or_insert_with(|| json!("WORK"));
-                        o.entry("TYPE_ID").or_insert_with(|| json!(mf));
+                        let id = match o.get("ID").and_then(id_of) {
+                            Some(n) => {
+                                self.next_multifield_id = self.next_multifield_id.max(n + 1);
+                                n
+                            }
+                            None => {
+                                self.next_multifield_id += 1;
+                                self.next_multifield_id - 1
+                            }
+                        };
+                        // B24 order: ID, VALUE_TYPE, VALUE, TYPE_ID (then anything else)
+                        let mut n = Map::new();
+                        n.insert("ID".into(), Value::String(id.to_string()));
+                        n.insert(
+                            "VALUE_TYPE".into(),
+                            o.remove("VALUE_TYPE").unwrap_or_else(|| json!("WORK")),
+                        );
+                        n.insert(
+                            "VALUE".into(),
+                            o.remove("VALUE").unwrap_or_else(|| json!("")),
+                        );
+                        n.insert(
+                            "TYPE_ID".into(),
+                            o.remove("TYPE_ID").unwrap_or_else(|| json!(mf)),
+                        );
+                        o.remove("ID");
+                        n.append(o);
+                        *o = n;
                     }
                 }
             }

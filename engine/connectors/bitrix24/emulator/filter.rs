@@ -408,15 +408,23 @@ fn test_scalar(v: Scalar<'_>, kind: FieldKind, op: Op, needles: &[Needle]) -> bo
 /// Does a row value pass `op needles`? Arrays (multiple fields) match if any element does;
 /// multi-field elements compare by their `VALUE`. Negated operators negate the whole test.
 fn test_value(v: Scalar<'_>, kind: FieldKind, op: Op, needles: &[Needle]) -> bool {
-    let hit = match v.array() {
-        Some(items) if !items.is_empty() => items.iter().any(|it| {
-            let it = match it {
-                Value::Object(o) => o.get("VALUE").unwrap_or(&Value::Null),
-                other => other,
-            };
-            test_scalar(Scalar::V(it), kind, op, needles)
-        }),
-        Some(_) => test_scalar(Scalar::C(&Cell::Absent), kind, op, needles),
+    let hit = match v.elems() {
+        Some(items) => {
+            let mut seen = false;
+            let mut any = false;
+            for it in items {
+                seen = true;
+                if test_scalar(it, kind, op, needles) {
+                    any = true;
+                    break;
+                }
+            }
+            if seen {
+                any
+            } else {
+                test_scalar(Scalar::C(&Cell::Absent), kind, op, needles)
+            }
+        }
         None => test_scalar(v, kind, op, needles),
     };
     hit != op.negated()
@@ -518,12 +526,8 @@ enum SortKey {
 }
 
 fn sort_key(v: Scalar<'_>, kind: FieldKind) -> SortKey {
-    let v = match v.array() {
-        Some(a) => match a.first() {
-            Some(Value::Object(o)) => o.get("VALUE").map_or(Scalar::V(&Value::Null), Scalar::V),
-            Some(x) => Scalar::V(x),
-            None => Scalar::V(&Value::Null),
-        },
+    let v = match v.elems() {
+        Some(mut it) => it.next().unwrap_or(Scalar::V(&Value::Null)),
         None => v,
     };
     if v.is_null() {

@@ -1,9 +1,9 @@
 //! Data generators: `Portal::demo()` (a small hand-shaped portal in the form of seed 001, for
 //! the sandbox and e2e tests) and deterministic bulk generators for benchmarks.
 
-use super::cell::Cell;
+use super::cell::{Cell, MultiItem};
 use super::data::{Portal, Row, Table};
-use super::dates::{civil_from_days, format_date, format_ts, parse_datetime};
+use super::dates::{civil_from_days, days_from_civil, format_date, format_ts, parse_datetime};
 use super::schema::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -527,7 +527,7 @@ impl Portal {
 
         // activities: 150 over the two months before DEMO_NOW and two weeks after
         let deal_ids = p.ids("deal");
-        let responsible = ["932", "10390", "12288", "12290", "3486", "15001"];
+        let responsible = [932, 10390, 12288, 12290, 3486, 15001];
         for a in 0..150usize {
             let (owner_type, owner) = match a % 3 {
                 0 => (2, deal_ids[(a * 7) % deal_ids.len()]),
@@ -626,16 +626,19 @@ impl Portal {
         for c in 1..=companies {
             let created = t0 + rng.random_range(0..(2 * 365 * 86_400));
             let vals = [
-                json!(c.to_string()),
-                json!(format!("Компания {c}")),
-                json!(if c % 4 == 0 { "PARTNER" } else { "CUSTOMER" }),
-                json!(rng.random_range(1..=users).to_string()),
-                json!("1"),
-                json!("1"),
-                json!(format_ts(created, off)),
-                json!(format_ts(created + rng.random_range(0..90 * 86_400), off)),
-                json!("Y"),
-                json!("RUB"),
+                num(c),
+                Cell::text(&format!("Компания {c}")),
+                Cell::text(if c % 4 == 0 { "PARTNER" } else { "CUSTOMER" }),
+                num(rng.random_range(1..=users)),
+                num(1),
+                num(1),
+                Cell::Date { ts: created, off },
+                Cell::Date {
+                    ts: created + rng.random_range(0..90 * 86_400),
+                    off,
+                },
+                Cell::text("Y"),
+                Cell::text("RUB"),
             ];
             insert_cols(t, c, &cols, vals);
         }
@@ -679,21 +682,17 @@ impl Portal {
             };
             let start = now - spec.history_days as i64 * 86_400
                 + rng.random_range(0..(spec.history_days as i64 + 14) * 86_400);
-            let resp = rng.random_range(1..=users).to_string();
-            let row = activity_row(
+            let resp = rng.random_range(1..=users);
+            let vals = activity_cells(
                 a,
                 ot,
                 owner,
                 rng.random_range(0..1000),
                 start,
-                &resp,
+                resp,
                 now,
                 off,
             );
-            let vals: Vec<Value> = names
-                .iter()
-                .map(|n| row.get(*n).cloned().unwrap_or(Value::Null))
-                .collect();
             insert_cols(t, a, &cols, vals);
         }
         p
@@ -747,57 +746,61 @@ impl Portal {
                 } else {
                     rng.random_range(0..3_600)
                 };
-            let phone = json!([{"ID": mf.to_string(), "VALUE_TYPE": "WORK", "VALUE": phone_formats(id as usize), "TYPE_ID": "PHONE"}]);
+            let phone = MultiItem::new(mf as i64, "WORK", &phone_formats(id as usize), "PHONE")
+                .expect("standard codes");
             let has_email = rng.random_bool(0.5);
-            let email = has_email.then(|| json!([{"ID": (mf + 1).to_string(), "VALUE_TYPE": "WORK", "VALUE": format!("{}{id}@example.ru", TRANSLIT[i]), "TYPE_ID": "EMAIL"}]));
+            let email = has_email.then(|| {
+                MultiItem::new(
+                    mf as i64 + 1,
+                    "WORK",
+                    &format!("{}{id}@example.ru", TRANSLIT[i]),
+                    "EMAIL",
+                )
+                .expect("standard codes")
+            });
             mf += 2;
             let child_female = rng.random_bool(0.5);
             let vals = vec![
-                json!(id.to_string()),
-                json!(if female {
+                num(id),
+                Cell::text(if female {
                     FEMALE_FIRST[i]
                 } else {
                     MALE_FIRST[i]
                 }),
-                json!(""),
-                json!(if female { LAST[i].1 } else { LAST[i].0 }),
-                json!("CLIENT"),
-                json!(["CALL", "WEB", "55"][i % 3]),
-                json!("Y"),
-                json!("Y"),
-                json!("Y"),
-                json!(if has_email { "Y" } else { "N" }),
-                json!(sellers[i % 4]),
-                json!(sellers[i % 4]),
-                json!("1"),
-                json!(format_ts(created, off)),
-                json!(format_ts(modified, off)),
-                json!(""),
-                json!(if child_female {
+                Cell::text(""),
+                Cell::text(if female { LAST[i].1 } else { LAST[i].0 }),
+                Cell::text("CLIENT"),
+                Cell::text(["CALL", "WEB", "55"][i % 3]),
+                Cell::text("Y"),
+                Cell::text("Y"),
+                Cell::text("Y"),
+                Cell::text(if has_email { "Y" } else { "N" }),
+                Cell::text(sellers[i % 4]),
+                Cell::text(sellers[i % 4]),
+                num(1),
+                Cell::Date { ts: created, off },
+                Cell::Date { ts: modified, off },
+                Cell::text(""),
+                Cell::text(if child_female {
                     LAST[(i + 3) % 12].1
                 } else {
                     LAST[(i + 3) % 12].0
                 }),
-                json!(CHILD_FIRST[rng.random_range(0..12)]),
-                json!(format_date(
-                    2010 + rng.random_range(0..10),
-                    rng.random_range(1..=12),
-                    rng.random_range(1..=28),
-                    off
-                )),
-                if rng.random_bool(0.2) {
-                    json!([410])
-                } else {
-                    json!([404])
-                },
-                if rng.random_bool(0.25) {
-                    json!([12708])
-                } else {
-                    json!([48])
-                },
-                json!(""),
-                phone,
-                email.unwrap_or(Value::Null),
+                Cell::text(CHILD_FIRST[rng.random_range(0..12)]),
+                date_cell(
+                    days_from_civil(
+                        2010 + rng.random_range(0..10),
+                        rng.random_range(1..=12),
+                        rng.random_range(1..=28),
+                    ) * 86_400,
+                    0,
+                    off,
+                ),
+                Cell::IntList(Box::new([if rng.random_bool(0.2) { 410 } else { 404 }])),
+                Cell::IntList(Box::new([if rng.random_bool(0.25) { 12708 } else { 48 }])),
+                Cell::text(""),
+                Cell::Multi(Box::new([phone])),
+                email.map_or(Cell::Absent, |e| Cell::Multi(Box::new([e]))),
             ];
             insert_cols(t, id, &cols, vals);
         }
@@ -864,36 +867,32 @@ impl Portal {
                     0.0
                 };
             let vals = vec![
-                json!(id.to_string()),
-                json!(format!("Абонемент #{id}")),
-                json!("SALE"),
-                json!("0"),
-                json!(stage),
-                json!(match stage {
+                num(id),
+                Cell::text(&format!("Абонемент #{id}")),
+                Cell::text("SALE"),
+                num(0),
+                Cell::text(stage),
+                Cell::text(match stage {
                     "WON" => "S",
                     "LOSE" => "F",
                     _ => "P",
                 }),
-                json!("RUB"),
-                json!(format!("{opp:.2}")),
-                contact.map_or(Value::Null, |c| json!(c.to_string())),
-                json!("Y"),
-                json!(if won || stage == "LOSE" { "Y" } else { "N" }),
-                json!(["932", "10390", "12288", "12290"][rng.random_range(0..4)]),
-                json!("1"),
-                json!("1"),
-                json!(format_ts(created, off)),
-                json!(format_ts(modified, off)),
-                json!(date_of(created, off)),
-                json!(date_of(created + 86_400, off)),
-                if rng.random_bool(0.3) {
-                    json!([12706])
-                } else {
-                    json!([186])
-                },
-                json!(date_of(created, off)),
-                json!(if rng.random_bool(0.4) { "450" } else { "452" }),
-                json!(""),
+                Cell::text("RUB"),
+                Cell::text(&format!("{opp:.2}")),
+                contact.map_or(Cell::Null, num),
+                Cell::text("Y"),
+                Cell::text(if won || stage == "LOSE" { "Y" } else { "N" }),
+                Cell::text(["932", "10390", "12288", "12290"][rng.random_range(0..4)]),
+                num(1),
+                num(1),
+                Cell::Date { ts: created, off },
+                Cell::Date { ts: modified, off },
+                date_cell(created, off, off),
+                date_cell(created + 86_400, off, off),
+                Cell::IntList(Box::new([if rng.random_bool(0.3) { 12706 } else { 186 }])),
+                date_cell(created, off, off),
+                Cell::text(if rng.random_bool(0.4) { "450" } else { "452" }),
+                Cell::text(""),
             ];
             insert_cols(t, id, &cols, vals);
             if let Some(c) = contact {
@@ -915,15 +914,25 @@ impl Portal {
     }
 }
 
-fn insert_cols(t: &mut Table, id: u64, cols: &[usize], vals: impl IntoIterator<Item = Value>) {
+fn insert_cols(t: &mut Table, id: u64, cols: &[usize], vals: impl IntoIterator<Item = Cell>) {
     let width = cols.iter().max().map_or(0, |m| m + 1);
     let mut raw: Vec<Cell> = vec![Cell::Absent; width];
     for (c, v) in cols.iter().zip(vals) {
-        if !v.is_null() || !t.is_multi_col(*c) {
-            raw[*c] = Cell::from_value(v);
-        }
+        raw[*c] = v;
     }
     t.insert_raw(id, raw);
+}
+
+fn num(i: u64) -> Cell {
+    Cell::IntStr(i as i64)
+}
+
+/// A "date" field: midnight UTC of the local day of `ts` (as offset `tz` sees it), printed in `off`.
+fn date_cell(ts: i64, tz: i32, off: i32) -> Cell {
+    Cell::Date {
+        ts: (ts + tz as i64).div_euclid(86_400) * 86_400,
+        off,
+    }
 }
 
 fn activity_columns() -> Vec<&'static str> {
@@ -953,16 +962,16 @@ fn activity_columns() -> Vec<&'static str> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn activity_row(
+fn activity_cells(
     id: u64,
     owner_type: u64,
     owner: u64,
     variant: usize,
     start: i64,
-    responsible: &str,
+    responsible: u64,
     now: i64,
     off: i32,
-) -> Row {
+) -> Vec<Cell> {
     let type_id = 1 + (variant % 4) as u64;
     let (provider, ptype, subject) = match type_id {
         1 => ("CRM_MEETING", "MEETING", "Встреча"),
@@ -977,15 +986,63 @@ fn activity_row(
         2 | 4 => 1 + (variant % 2) as u64,
         _ => 0,
     };
-    obj(json!({
-        "ID": id.to_string(), "OWNER_ID": owner.to_string(), "OWNER_TYPE_ID": owner_type.to_string(), "TYPE_ID": type_id.to_string(),
-        "PROVIDER_ID": provider, "PROVIDER_TYPE_ID": ptype, "SUBJECT": format!("{subject} #{id}"),
-        "COMPLETED": if completed { "Y" } else { "N" }, "STATUS": if completed { "2" } else { "1" },
-        "RESPONSIBLE_ID": responsible, "PRIORITY": "2", "DESCRIPTION": "", "DESCRIPTION_TYPE": "1", "DIRECTION": direction.to_string(),
-        "CREATED": format_ts(start - 86_400, off), "AUTHOR_ID": responsible,
-        "LAST_UPDATED": format_ts(if completed { end } else { start - 86_400 }, off), "EDITOR_ID": responsible,
-        "START_TIME": format_ts(start, off), "END_TIME": format_ts(end, off), "DEADLINE": format_ts(deadline, off),
-    }))
+    // order of activity_columns()
+    vec![
+        num(id),
+        num(owner),
+        num(owner_type),
+        num(type_id),
+        Cell::text(provider),
+        Cell::text(ptype),
+        Cell::text(&format!("{subject} #{id}")),
+        Cell::text(if completed { "Y" } else { "N" }),
+        num(if completed { 2 } else { 1 }),
+        num(responsible),
+        num(2),
+        Cell::text(""),
+        num(1),
+        num(direction),
+        Cell::Date {
+            ts: start - 86_400,
+            off,
+        },
+        num(responsible),
+        Cell::Date {
+            ts: if completed { end } else { start - 86_400 },
+            off,
+        },
+        num(responsible),
+        Cell::Date { ts: start, off },
+        Cell::Date { ts: end, off },
+        Cell::Date { ts: deadline, off },
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn activity_row(
+    id: u64,
+    owner_type: u64,
+    owner: u64,
+    variant: usize,
+    start: i64,
+    responsible: u64,
+    now: i64,
+    off: i32,
+) -> Row {
+    activity_columns()
+        .into_iter()
+        .zip(activity_cells(
+            id,
+            owner_type,
+            owner,
+            variant,
+            start,
+            responsible,
+            now,
+            off,
+        ))
+        .filter_map(|(k, c)| c.to_value().map(|v| (k.to_string(), v)))
+        .collect()
 }
 
 /// Size of a [`Portal::report_scale`] portal.
