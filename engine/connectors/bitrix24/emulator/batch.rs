@@ -139,29 +139,28 @@ fn resolve_str(s: &str, st: &State) -> Option<Value> {
     if !s.contains("$result") {
         return None;
     }
-    if let Some((name, segs, len)) = parse_ref(s) {
-        if len == s.len() {
-            if let Some(v @ (Value::Array(_) | Value::Object(_))) = st.lookup(name, &segs) {
-                return Some(v.clone());
-            }
-        }
+    if let Some((name, segs, len)) = parse_ref(s)
+        && len == s.len()
+        && let Some(v @ (Value::Array(_) | Value::Object(_))) = st.lookup(name, &segs)
+    {
+        return Some(v.clone());
     }
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     let mut changed = false;
     while i < s.len() {
-        if s[i..].starts_with("$result") {
-            if let Some((name, segs, len)) = parse_ref(&s[i..]) {
-                if let Some(t) = st.lookup(name, &segs).and_then(text) {
-                    out.push_str(&t);
-                    i += len;
-                    changed = true;
-                    continue;
-                }
-                out.push_str(&s[i..i + len]);
+        if s[i..].starts_with("$result")
+            && let Some((name, segs, len)) = parse_ref(&s[i..])
+        {
+            if let Some(t) = st.lookup(name, &segs).and_then(text) {
+                out.push_str(&t);
                 i += len;
+                changed = true;
                 continue;
             }
+            out.push_str(&s[i..i + len]);
+            i += len;
+            continue;
         }
         let ch = s[i..].chars().next().expect("in bounds");
         out.push(ch);

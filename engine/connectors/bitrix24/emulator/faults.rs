@@ -153,12 +153,11 @@ impl Faults {
         if found.is_none() {
             found = s.next.pop_front();
         }
-        if found.is_none() {
-            if let Some(storm) = s.storm.as_mut() {
-                if storm.rng.random_bool(storm.probability.clamp(0.0, 1.0)) {
-                    found = Some(storm.fault.clone());
-                }
-            }
+        if found.is_none()
+            && let Some(storm) = s.storm.as_mut()
+            && storm.rng.random_bool(storm.probability.clamp(0.0, 1.0))
+        {
+            found = Some(storm.fault.clone());
         }
         if found.is_some() {
             s.injected += 1;

@@ -980,7 +980,7 @@ fn activity_cells(
         _ => ("CRM_EMAIL", "EMAIL", "Письмо"),
     };
     let end = start + 1_800 * (1 + (variant % 3) as i64);
-    let completed = start < now && variant % 5 != 0;
+    let completed = start < now && !variant.is_multiple_of(5);
     let deadline = if type_id == 3 { end } else { start };
     let direction = match type_id {
         2 | 4 => 1 + (variant % 2) as u64,
@@ -1087,7 +1087,7 @@ mod tests {
         assert_eq!(p.len("deal"), 40);
         let c = p.get("contact", 39_910).unwrap();
         assert!(c["PHONE"][0]["ID"].is_string());
-        assert_eq!(c["UF_CRM_1470852549"].as_array().unwrap().len() >= 1, true);
+        assert!(!c["UF_CRM_1470852549"].as_array().unwrap().is_empty());
         assert_eq!(
             p.get("contact", 39_910).unwrap()["NAME"],
             "Наталья Зарудная"

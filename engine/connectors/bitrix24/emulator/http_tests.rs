@@ -645,3 +645,28 @@ async fn scale_export_and_updates() {
     eprintln!("generate 100k: {gen_time:?}, export: {export_time:?}, 10k updates: {update_time:?}");
     emu.shutdown().await;
 }
+
+/// A blocking caller (like the e2e harness waiting on the etl process) against a background
+/// emulator, over a raw socket.
+#[test]
+fn background_emulator_serves_blocking_callers() {
+    use std::io::{Read, Write};
+    let emu = Emulator::start_background(relaxed(), Portal::demo()).unwrap();
+    let path = format!(
+        "/rest/1/{}/user.current.json",
+        EmulatorConfig::default().code
+    );
+    let mut sock = std::net::TcpStream::connect(emu.addr()).unwrap();
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    sock.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"ID\":\"1\""), "{out}");
+    assert_eq!(emu.requests("user.current"), 1);
+    assert_eq!(emu.mutations("crm.contact.update"), 0);
+    drop(emu);
+}

@@ -13,9 +13,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Synchronous tests that block their thread (e.g. running the `etl` binary with
+//! `std::process`) should use [`Emulator::start_background`], which serves from its own runtime
+//! thread; a server started on a current-thread test runtime stalls while that thread blocks.
+//!
 //! Layout: `params` (PHP bracket / form / JSON decoding), `filter` (operators, select, order,
 //! pages), `methods` (dispatch), `batch`, `limits` (leaky bucket, operating time), `faults`,
-//! `data` + `schema` (the portal model), `generate` (demo and bulk data), `dates`.
+//! `data` + `schema` + `cell` (the portal model), `generate` (demo and bulk data), `dates`.
+//!
+//! Not emulated: `crm.item.*`, `crm.activity.binding.list`, `crm.timeline.comment.add`,
+//! `multipart/form-data` bodies, `.xml` output, OAuth (`auth=` tokens, `expired_token`),
+//! plain-HTTP rejection, `logic: OR` filters, outgoing event webhooks, per-client-IP buckets
+//! (one bucket per portal), user-field permissions, and `crm.*.fields` beyond the declared set.
 
 pub mod batch;
 pub mod cell;
@@ -245,6 +254,24 @@ impl Emulator {
         })
     }
 
+    /// Start on a dedicated runtime thread (for synchronous tests that block, e.g. while the
+    /// `etl` binary runs). The returned handle derefs to [`Emulator`]; dropping it stops both.
+    pub fn start_background(
+        config: EmulatorConfig,
+        portal: Portal,
+    ) -> std::io::Result<BackgroundEmulator> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("b24-emulator")
+            .enable_all()
+            .build()?;
+        let emu = rt.block_on(Emulator::start(config, portal))?;
+        Ok(BackgroundEmulator {
+            emu: Some(emu),
+            rt: Some(rt),
+        })
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -301,6 +328,10 @@ impl Emulator {
     /// Reset counters and the log.
     pub fn clear_log(&self) {
         *lock(&self.shared.stats) = Stats::default();
+    }
+    /// Successful writes through the API by method (`crm.contact.update`, ...).
+    pub fn mutations(&self, method: &str) -> u64 {
+        lock(&self.shared.portal).mutations(&method.to_ascii_lowercase())
     }
     /// Fault injection handle.
     pub fn faults(&self) -> &Faults {
@@ -362,6 +393,28 @@ impl Drop for Emulator {
         }
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+    }
+}
+
+/// An [`Emulator`] serving from its own runtime thread (see [`Emulator::start_background`]).
+pub struct BackgroundEmulator {
+    emu: Option<Emulator>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl std::ops::Deref for BackgroundEmulator {
+    type Target = Emulator;
+    fn deref(&self) -> &Emulator {
+        self.emu.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for BackgroundEmulator {
+    fn drop(&mut self) {
+        drop(self.emu.take());
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -674,10 +727,10 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
         } else {
             Some(method.as_str())
         };
-        if let Some(m) = billed {
-            if l.meter(m).used(now, window) >= cfg.operating_limit_secs {
-                return error_response(&operation_limit());
-            }
+        if let Some(m) = billed
+            && l.meter(m).used(now, window) >= cfg.operating_limit_secs
+        {
+            return error_response(&operation_limit());
         }
     }
 
