@@ -576,6 +576,25 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
         _ => None,
     };
     if let Some(desc) = by_id {
+        if filter.tests.is_empty() && lo == Bound::Unbounded && hi == Bound::Unbounded {
+            // no conditions: the count is the table size and offset paging skips without testing
+            let ids: Vec<u64> = if desc {
+                table.ids().rev().skip(skip).take(PAGE).collect()
+            } else {
+                table.ids().skip(skip).take(PAGE).collect()
+            };
+            let matched = table.len();
+            let next = if count && skip + PAGE < matched {
+                Some(skip + PAGE)
+            } else {
+                None
+            };
+            return Page {
+                ids,
+                total: count.then_some(matched),
+                next,
+            };
+        }
         let range = table.raw_range((lo, hi));
         let iter: Box<dyn Iterator<Item = (&u64, &Box<[Cell]>)>> = if desc {
             Box::new(range.rev())
