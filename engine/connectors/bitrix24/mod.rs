@@ -2,6 +2,7 @@
 //! step, a batched update sink, and an emulator of a portal for tests and the sandbox.
 
 pub mod client;
+pub mod emulator;
 mod call;
 mod encode;
 mod list;
