@@ -21,6 +21,83 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("compact", compact);
     env.add_filter("to_number", to_number);
     env.add_filter("match_rules", match_rules);
+    // Bitrix24 leaves out empty fields, so the builtins that would stop at a missing value
+    // (`source.PHONE | first | attr('VALUE')`) treat it as nothing instead.
+    env.add_filter("first", first);
+    env.add_filter("last", last);
+    env.add_filter("attr", attr);
+    env.add_filter("length", length);
+    env.add_filter("count", length);
+    env.add_filter("join", join);
+    env.add_filter("trim", trim);
+}
+
+fn nothing() -> Value {
+    Value::UNDEFINED
+}
+
+fn absent(v: &Value) -> bool {
+    v.is_undefined() || v.is_none()
+}
+
+fn first(v: Value) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(nothing());
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(s.chars().next().map(|c| Value::from(c.to_string())).unwrap_or_else(nothing));
+    }
+    Ok(v.try_iter()?.next().unwrap_or_else(nothing))
+}
+
+fn last(v: Value) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(nothing());
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(s.chars().last().map(|c| Value::from(c.to_string())).unwrap_or_else(nothing));
+    }
+    Ok(v.try_iter()?.last().unwrap_or_else(nothing))
+}
+
+fn attr(v: Value, name: &str) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(nothing());
+    }
+    v.get_attr(name)
+}
+
+fn length(v: Value) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(Value::from(0));
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(Value::from(s.chars().count()));
+    }
+    v.len().map(Value::from).ok_or_else(|| invalid(format!("cannot take the length of {}", v.kind())))
+}
+
+fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(Value::from(""));
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(Value::from(s));
+    }
+    let sep = sep.unwrap_or_default();
+    let parts: Vec<String> = v.try_iter()?.map(|x| if absent(&x) { String::new() } else { x.to_string() }).collect();
+    Ok(Value::from(parts.join(&sep)))
+}
+
+fn trim(v: Value, chars: Option<String>) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(Value::from(""));
+    }
+    let s = v.to_string();
+    Ok(Value::from(match chars {
+        Some(c) => s.trim_matches(|x| c.contains(x)).to_string(),
+        None => s.trim().to_string(),
+    }))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -286,6 +363,18 @@ mod tests {
         assert_eq!(out, "CASH-ONLINE");
         let out = env.render_str("{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}", ()).unwrap();
         assert_eq!(out, "1,2,3");
+    }
+
+    #[test]
+    fn missing_values_flow_through_list_filters() {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        register(&mut env);
+        let ctx = minijinja::context! { r => minijinja::context! { PHONE => vec![minijinja::context! { VALUE => "8 926 123-45-67" }] } };
+        let render = |t: &str| env.render_str(t, ctx.clone()).unwrap();
+        assert_eq!(render("{{ r.PHONE | first | attr('VALUE') | phone }}"), "79261234567");
+        assert_eq!(render("[{{ r.EMAIL | first | attr('VALUE') | trim }}]"), "[]");
+        assert_eq!(render("{{ r.EMAIL | length }}-{{ r.EMAIL | join(',') }}-{{ r.PHONE | length }}"), "0--1");
     }
 
     #[test]

@@ -23,6 +23,18 @@ pub fn register(r: &mut Registry) {
     r.source::<list::ListConfig>("bitrix24.list");
     r.step::<call::CallConfig>("bitrix24.call");
     r.sink::<update::UpdateConfig>("bitrix24.update");
+    r.sandbox("bitrix24", sandbox);
+}
+
+/// `etl run --sandbox`: an emulated portal with the demo data of seed 001 and the reports.
+fn sandbox() -> crate::config::component::SandboxFuture {
+    Box::pin(async {
+        let emu = emulator::Emulator::start(emulator::EmulatorConfig::default(), emulator::Portal::demo())
+            .await
+            .map_err(|e| e.to_string())?;
+        let vars = vec![("B24_WEBHOOK_URL".to_string(), emu.webhook_url())];
+        Ok((vars, Box::new(emu) as Box<dyn Any + Send>))
+    })
 }
 
 /// A Bitrix24 portal reached through an incoming webhook.
