@@ -6,7 +6,17 @@ use minijinja::{Environment, Error, ErrorKind};
 
 /// Names of our own filters, for the "unknown filter" check.
 pub const CUSTOM: &[&str] = &[
-    "phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime", "match_rules",
+    "phone",
+    "date",
+    "money",
+    "lookup",
+    "map_values",
+    "flatten",
+    "unique_list",
+    "compact",
+    "to_number",
+    "datetime",
+    "match_rules",
 ];
 
 pub fn register(env: &mut Environment<'static>) {
@@ -45,7 +55,11 @@ fn first(v: Value) -> Result<Value, Error> {
         return Ok(nothing());
     }
     if let Some(s) = v.as_str() {
-        return Ok(s.chars().next().map(|c| Value::from(c.to_string())).unwrap_or_else(nothing));
+        return Ok(s
+            .chars()
+            .next()
+            .map(|c| Value::from(c.to_string()))
+            .unwrap_or_else(nothing));
     }
     Ok(v.try_iter()?.next().unwrap_or_else(nothing))
 }
@@ -55,7 +69,11 @@ fn last(v: Value) -> Result<Value, Error> {
         return Ok(nothing());
     }
     if let Some(s) = v.as_str() {
-        return Ok(s.chars().last().map(|c| Value::from(c.to_string())).unwrap_or_else(nothing));
+        return Ok(s
+            .chars()
+            .last()
+            .map(|c| Value::from(c.to_string()))
+            .unwrap_or_else(nothing));
     }
     Ok(v.try_iter()?.last().unwrap_or_else(nothing))
 }
@@ -74,7 +92,9 @@ fn length(v: Value) -> Result<Value, Error> {
     if let Some(s) = v.as_str() {
         return Ok(Value::from(s.chars().count()));
     }
-    v.len().map(Value::from).ok_or_else(|| invalid(format!("cannot take the length of {}", v.kind())))
+    v.len()
+        .map(Value::from)
+        .ok_or_else(|| invalid(format!("cannot take the length of {}", v.kind())))
 }
 
 fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
@@ -85,7 +105,16 @@ fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
         return Ok(Value::from(s));
     }
     let sep = sep.unwrap_or_default();
-    let parts: Vec<String> = v.try_iter()?.map(|x| if absent(&x) { String::new() } else { x.to_string() }).collect();
+    let parts: Vec<String> = v
+        .try_iter()?
+        .map(|x| {
+            if absent(&x) {
+                String::new()
+            } else {
+                x.to_string()
+            }
+        })
+        .collect();
     Ok(Value::from(parts.join(&sep)))
 }
 
@@ -116,7 +145,9 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
         11 if digits.starts_with('7') => Ok(digits),
         11 if digits.starts_with('8') => Ok(format!("7{}", &digits[1..])),
         10 => Ok(format!("7{digits}")),
-        _ => Err(format!("invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8")),
+        _ => Err(format!(
+            "invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8"
+        )),
     }
 }
 
@@ -145,7 +176,9 @@ pub fn iso_date(raw: &str) -> Result<String, String> {
             return Ok(d.format("%Y-%m-%d").to_string());
         }
     }
-    Err(format!("invalid date \"{raw}\": expected ISO 8601 such as 2020-12-13T03:00:00+03:00"))
+    Err(format!(
+        "invalid date \"{raw}\": expected ISO 8601 such as 2020-12-13T03:00:00+03:00"
+    ))
 }
 
 fn date(v: Value) -> Result<Value, Error> {
@@ -163,14 +196,25 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let format: Option<String> = kwargs.get("format")?;
     kwargs.assert_all_used()?;
     let raw = v.to_string();
-    let dt = chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map_err(|_| invalid(format!("invalid date-time \"{raw}\": expected ISO 8601 with an offset")))?;
-    Ok(Value::from(dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z")).to_string()))
+    let dt = chrono::DateTime::parse_from_rfc3339(raw.trim()).map_err(|_| {
+        invalid(format!(
+            "invalid date-time \"{raw}\": expected ISO 8601 with an offset"
+        ))
+    })?;
+    Ok(Value::from(
+        dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z"))
+            .to_string(),
+    ))
 }
 
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
 pub fn format_money(raw: &str) -> Result<String, String> {
-    let n: f64 = raw.trim().replace(',', ".").replace(' ', "").parse().map_err(|_| format!("invalid amount \"{raw}\""))?;
+    let n: f64 = raw
+        .trim()
+        .replace(',', ".")
+        .replace(' ', "")
+        .parse()
+        .map_err(|_| format!("invalid amount \"{raw}\""))?;
     if !n.is_finite() {
         return Err(format!("invalid amount \"{raw}\""));
     }
@@ -181,7 +225,9 @@ fn money(v: Value) -> Result<Value, Error> {
     if is_empty(&v) {
         return Ok(Value::from(()));
     }
-    format_money(&v.to_string()).map(Value::from).map_err(invalid)
+    format_money(&v.to_string())
+        .map(Value::from)
+        .map_err(invalid)
 }
 
 fn to_number(v: Value) -> Result<Value, Error> {
@@ -195,7 +241,11 @@ fn to_number(v: Value) -> Result<Value, Error> {
     if let Ok(i) = text.trim().parse::<i64>() {
         return Ok(Value::from(i));
     }
-    text.trim().replace(',', ".").parse::<f64>().map(Value::from).map_err(|_| invalid(format!("not a number: \"{text}\"")))
+    text.trim()
+        .replace(',', ".")
+        .parse::<f64>()
+        .map(Value::from)
+        .map_err(|_| invalid(format!("not a number: \"{text}\"")))
 }
 
 fn key_of(v: &Value) -> String {
@@ -208,16 +258,24 @@ fn key_of(v: &Value) -> String {
 /// One value through a value map (`settings.payment_methods`); unknown -> `default` or none.
 fn lookup(v: Value, map: Value, default: Option<Value>) -> Result<Value, Error> {
     if map.kind() != ValueKind::Map {
-        return Err(invalid("lookup expects a mapping, e.g. lookup(settings.branches)"));
+        return Err(invalid(
+            "lookup expects a mapping, e.g. lookup(settings.branches)",
+        ));
     }
     let found = map.get_item(&Value::from(key_of(&v)))?;
-    Ok(if found.is_undefined() { default.unwrap_or(Value::from(())) } else { found })
+    Ok(if found.is_undefined() {
+        default.unwrap_or(Value::from(()))
+    } else {
+        found
+    })
 }
 
 /// Every element of a list (or a single value) through a value map, unknown ones dropped.
 fn map_values(v: Value, map: Value) -> Result<Value, Error> {
     if map.kind() != ValueKind::Map {
-        return Err(invalid("map_values expects a mapping, e.g. map_values(settings.products)"));
+        return Err(invalid(
+            "map_values expects a mapping, e.g. map_values(settings.products)",
+        ));
     }
     let items: Vec<Value> = if is_empty(&v) {
         vec![]
@@ -271,7 +329,9 @@ fn compact(v: Value) -> Result<Value, Error> {
     if is_empty(&v) {
         return Ok(Value::from(Vec::<Value>::new()));
     }
-    Ok(Value::from(v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>()))
+    Ok(Value::from(
+        v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>(),
+    ))
 }
 
 /// The values of a fact as strings (a list, or one value; empty is none).
@@ -280,7 +340,11 @@ fn fact_values(v: &Value) -> Result<Vec<String>, Error> {
         return Ok(vec![]);
     }
     if matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
-        return Ok(v.try_iter()?.filter(|x| !is_empty(x)).map(|x| key_of(&x)).collect());
+        return Ok(v
+            .try_iter()?
+            .filter(|x| !is_empty(x))
+            .map(|x| key_of(&x))
+            .collect());
     }
     Ok(vec![key_of(v)])
 }
@@ -305,9 +369,14 @@ fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
         for key in when.try_iter()? {
             let name = key_of(&key);
             let wanted = fact_values(&when.get_item(&key)?)?;
-            let have = known.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice());
+            let have = known
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_slice());
             let Some(have) = have else {
-                return Err(invalid(format!("rule condition `{name}` has no fact; pass {name}=... to match_rules")));
+                return Err(invalid(format!(
+                    "rule condition `{name}` has no fact; pass {name}=... to match_rules"
+                )));
             };
             if !wanted.iter().any(|w| have.contains(w)) {
                 all = false;
@@ -356,12 +425,20 @@ mod tests {
         let mut env = Environment::new();
         register(&mut env);
         let out = env
-            .render_str("{{ [404, 999, 410] | map_values({'404': 'chess', '410': 'online'}) | join(',') }}", ())
+            .render_str(
+                "{{ [404, 999, 410] | map_values({'404': 'chess', '410': 'online'}) | join(',') }}",
+                (),
+            )
             .unwrap();
         assert_eq!(out, "chess,online");
         let out = env.render_str("{{ 450 | lookup({'450': 'CASH'}, 'ONLINE') }}-{{ 7 | lookup({'450': 'CASH'}, 'ONLINE') }}", ()).unwrap();
         assert_eq!(out, "CASH-ONLINE");
-        let out = env.render_str("{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}", ()).unwrap();
+        let out = env
+            .render_str(
+                "{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}",
+                (),
+            )
+            .unwrap();
         assert_eq!(out, "1,2,3");
     }
 
@@ -372,9 +449,18 @@ mod tests {
         register(&mut env);
         let ctx = minijinja::context! { r => minijinja::context! { PHONE => vec![minijinja::context! { VALUE => "8 926 123-45-67" }] } };
         let render = |t: &str| env.render_str(t, ctx.clone()).unwrap();
-        assert_eq!(render("{{ r.PHONE | first | attr('VALUE') | phone }}"), "79261234567");
-        assert_eq!(render("[{{ r.EMAIL | first | attr('VALUE') | trim }}]"), "[]");
-        assert_eq!(render("{{ r.EMAIL | length }}-{{ r.EMAIL | join(',') }}-{{ r.PHONE | length }}"), "0--1");
+        assert_eq!(
+            render("{{ r.PHONE | first | attr('VALUE') | phone }}"),
+            "79261234567"
+        );
+        assert_eq!(
+            render("[{{ r.EMAIL | first | attr('VALUE') | trim }}]"),
+            "[]"
+        );
+        assert_eq!(
+            render("{{ r.EMAIL | length }}-{{ r.EMAIL | join(',') }}-{{ r.PHONE | length }}"),
+            "0--1"
+        );
     }
 
     #[test]
@@ -382,9 +468,23 @@ mod tests {
         let mut env = Environment::new();
         register(&mut env);
         let rules = "[{'when': {'product': '410'}, 'c': 'online'}, {'when': {'product': '404', 'branch': '48'}, 'c': 'gogol'}, {'when': {'product': '404', 'branch': '12708'}, 'c': 'skolkovo'}]";
-        let render = |facts: &str| env.render_str(&format!("{{{{ {rules} | match_rules({facts}) | map(attribute='c') | join(',') }}}}"), ()).unwrap();
-        assert_eq!(render("product=[404, 410], branch=[48, 999]"), "online,gogol");
-        assert_eq!(render("product=[404], branch=[12708, 48]"), "gogol,skolkovo");
+        let render = |facts: &str| {
+            env.render_str(
+                &format!(
+                    "{{{{ {rules} | match_rules({facts}) | map(attribute='c') | join(',') }}}}"
+                ),
+                (),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            render("product=[404, 410], branch=[48, 999]"),
+            "online,gogol"
+        );
+        assert_eq!(
+            render("product=[404], branch=[12708, 48]"),
+            "gogol,skolkovo"
+        );
         assert_eq!(render("product=[999], branch=[48]"), "");
         assert_eq!(render("product=none, branch=none"), "");
     }

@@ -61,9 +61,13 @@ impl Object for Scope {
 /// Variables available to templates in steps and sinks.
 pub const RECORD_ROOTS: &[&str] = &["source", "record", "steps", "settings", "run"];
 /// Hooks additionally see the outcome of the record.
-pub const HOOK_ROOTS: &[&str] = &["source", "record", "steps", "settings", "run", "outcome", "error"];
+pub const HOOK_ROOTS: &[&str] = &[
+    "source", "record", "steps", "settings", "run", "outcome", "error",
+];
 /// The pipeline's `journal:` template sees the run's results.
-pub const JOURNAL_ROOTS: &[&str] = &["success", "status", "error", "counts", "counters", "log", "settings", "run"];
+pub const JOURNAL_ROOTS: &[&str] = &[
+    "success", "status", "error", "counts", "counters", "log", "settings", "run",
+];
 /// Source parameters are rendered once per run, before any record exists.
 pub const SOURCE_ROOTS: &[&str] = &["settings", "run", "cursor"];
 

@@ -3,5 +3,6 @@
 
 mod harness;
 
+mod b24;
 mod core_run;
 mod core_validate;

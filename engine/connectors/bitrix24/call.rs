@@ -47,8 +47,16 @@ fn params_example() -> Json {
 impl StepConfig for CallConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Step>, String> {
         let client = ctx.connection::<Client>(&self.connection)?;
-        let id = ctx.id.clone().ok_or("a bitrix24.call step needs an `id`: its result is `steps.<id>`")?;
-        Ok(Arc::new(CallStep { cfg: self, client, id, cache: Mutex::new(HashMap::new()) }))
+        let id = ctx
+            .id
+            .clone()
+            .ok_or("a bitrix24.call step needs an `id`: its result is `steps.<id>`")?;
+        Ok(Arc::new(CallStep {
+            cfg: self,
+            client,
+            id,
+            cache: Mutex::new(HashMap::new()),
+        }))
     }
 }
 
@@ -64,7 +72,11 @@ impl CallStep {
         let scope = ctx.scope(item);
         let mut out = Map::new();
         for (k, t) in &self.cfg.params {
-            out.insert(k.clone(), t.eval(&scope).map_err(|e| format!("{} parameter {k}: {e}", self.cfg.method))?);
+            out.insert(
+                k.clone(),
+                t.eval(&scope)
+                    .map_err(|e| format!("{} parameter {k}: {e}", self.cfg.method))?,
+            );
         }
         Ok(Json::Object(out))
     }
@@ -73,7 +85,11 @@ impl CallStep {
         if !self.cfg.cache {
             return None;
         }
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 }
 
@@ -98,27 +114,47 @@ impl Step for CallStep {
         let mut answers: HashMap<String, Result<Json, String>> = HashMap::new();
         let calls: Vec<(String, Json)> = to_fetch.into_iter().collect();
         for chunk in calls.chunks(50) {
-            let commands: Vec<(String, String, Json)> =
-                chunk.iter().enumerate().map(|(i, (_, p))| (format!("c{i}"), self.cfg.method.clone(), p.clone())).collect();
-            let result = self.client.batch(&commands, false, Kind::Read).await.map_err(|e| match e {
-                B24Error::Refused { .. } => Fatal::unavailable("Bitrix24", format!("{} refused the batch: {e}", self.cfg.method)),
-                other => Fatal::unavailable("Bitrix24", other.to_string()),
-            })?;
+            let commands: Vec<(String, String, Json)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (_, p))| (format!("c{i}"), self.cfg.method.clone(), p.clone()))
+                .collect();
+            let result = self
+                .client
+                .batch(&commands, false, Kind::Read)
+                .await
+                .map_err(|e| match e {
+                    B24Error::Refused { .. } => Fatal::unavailable(
+                        "Bitrix24",
+                        format!("{} refused the batch: {e}", self.cfg.method),
+                    ),
+                    other => Fatal::unavailable("Bitrix24", other.to_string()),
+                })?;
             for (i, (key, _)) in chunk.iter().enumerate() {
                 let cmd = format!("c{i}");
                 let answer = match (result.results.get(&cmd), result.errors.get(&cmd)) {
-                    (_, Some((code, desc))) => Err(if code.is_empty() { desc.clone() } else { format!("{desc} ({code})") }),
+                    (_, Some((code, desc))) => Err(if code.is_empty() {
+                        desc.clone()
+                    } else {
+                        format!("{desc} ({code})")
+                    }),
                     (Some(v), None) => Ok(v.clone()),
                     (None, None) => Err("no answer in the batch".to_string()),
                 };
                 if let (Ok(v), true) = (&answer, self.cfg.cache) {
-                    self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), v.clone());
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key.clone(), v.clone());
                 }
                 answers.insert(key.clone(), answer);
             }
         }
         for (n, key) in wanted {
-            let answer = self.cached(&key).map(Ok).or_else(|| answers.get(&key).cloned());
+            let answer = self
+                .cached(&key)
+                .map(Ok)
+                .or_else(|| answers.get(&key).cloned());
             match answer {
                 Some(Ok(value)) => {
                     let kept = match &self.cfg.result {

@@ -74,6 +74,14 @@ struct Operating {
     reset_at: f64,
     /// No calls of this method before this instant (after OPERATION_TIME_LIMIT).
     parked_until: Option<Instant>,
+    /// Refusals in a row without a reset time: the wait doubles each time.
+    refusals: u32,
+}
+
+/// Errors that mean "refused before execution": the command may simply be sent again later.
+pub fn is_refusal(code: &str) -> bool {
+    code.eq_ignore_ascii_case("OPERATION_TIME_LIMIT")
+        || code.eq_ignore_ascii_case("QUERY_LIMIT_EXCEEDED")
 }
 
 /// A `batch` answer, split per command.
@@ -112,7 +120,8 @@ impl Client {
         if !base.ends_with('/') {
             base.push('/');
         }
-        let url = url::Url::parse(&base).map_err(|e| format!("invalid Bitrix24 webhook URL: {e}"))?;
+        let url =
+            url::Url::parse(&base).map_err(|e| format!("invalid Bitrix24 webhook URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err("the Bitrix24 webhook URL must start with https://".into());
         }
@@ -120,7 +129,9 @@ impl Client {
         // A little under the portal's own bucket: clocks and latencies differ between us and it.
         let burst = cfg.burst.saturating_sub(2).max(1);
         let period = Duration::from_secs_f64(1.02 / cfg.drain_per_second.max(0.01));
-        let quota = Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::new(burst).expect("burst > 0"));
+        let quota = Quota::with_period(period)
+            .expect("positive period")
+            .allow_burst(NonZeroU32::new(burst).expect("burst > 0"));
         Ok(Client {
             base: RwLock::new(base),
             http: client(cfg.timeout),
@@ -152,32 +163,56 @@ impl Client {
                 Attempt::Refused(wait) => {
                     limit_refusals += 1;
                     if limit_refusals > MAX_LIMIT_RETRIES {
-                        return Err(B24Error::Unavailable(format!("{method}: Bitrix24 kept refusing requests (rate or time limits)")));
+                        return Err(B24Error::Unavailable(format!(
+                            "{method}: Bitrix24 kept refusing requests (rate or time limits)"
+                        )));
                     }
-                    tracing::debug!(method, wait_ms = wait.as_millis() as u64, "Bitrix24 refused before execution; waiting");
+                    tracing::debug!(
+                        method,
+                        wait_ms = wait.as_millis() as u64,
+                        "Bitrix24 refused before execution; waiting"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Attempt::NotSent(message) => {
                     transient_failures += 1;
                     match delays.next() {
                         Some(d) => {
-                            tracing::warn!(method, attempt = transient_failures, "cannot reach Bitrix24, retrying: {}", secrets::redact(&message));
+                            tracing::warn!(
+                                method,
+                                attempt = transient_failures,
+                                "cannot reach Bitrix24, retrying: {}",
+                                secrets::redact(&message)
+                            );
                             tokio::time::sleep(d).await;
                         }
-                        None => return Err(B24Error::Unavailable(format!("Bitrix24 unavailable ({method}): {message}"))),
+                        None => {
+                            return Err(B24Error::Unavailable(format!(
+                                "Bitrix24 unavailable ({method}): {message}"
+                            )));
+                        }
                     }
                 }
                 Attempt::Transient(message) => {
                     transient_failures += 1;
                     match (kind, delays.next()) {
                         (Kind::Read, Some(d)) => {
-                            tracing::warn!(method, attempt = transient_failures, "Bitrix24 read failed, retrying: {}", secrets::redact(&message));
+                            tracing::warn!(
+                                method,
+                                attempt = transient_failures,
+                                "Bitrix24 read failed, retrying: {}",
+                                secrets::redact(&message)
+                            );
                             tokio::time::sleep(d).await;
                         }
                         (Kind::Read, None) => {
-                            return Err(B24Error::Unavailable(format!("Bitrix24 unavailable ({method}): {message}")));
+                            return Err(B24Error::Unavailable(format!(
+                                "Bitrix24 unavailable ({method}): {message}"
+                            )));
                         }
-                        (Kind::Write, _) => return Err(B24Error::Unknown(format!("{method}: {message}"))),
+                        (Kind::Write, _) => {
+                            return Err(B24Error::Unknown(format!("{method}: {message}")));
+                        }
                     }
                 }
                 Attempt::Fatal(e) => return Err(e),
@@ -187,7 +222,13 @@ impl Client {
 
     async fn attempt(&self, method: &str, params: &Json, moves: &mut usize) -> Attempt {
         let url = format!("{}{method}", self.base());
-        let sent = self.http.post(&url).header("Accept", "application/json").json(params).send().await;
+        let sent = self
+            .http
+            .post(&url)
+            .header("Accept", "application/json")
+            .json(params)
+            .send()
+            .await;
         let resp = match sent {
             Ok(r) => r,
             // The connection was never made: nothing ran, so even a write may be repeated.
@@ -196,7 +237,11 @@ impl Client {
         };
         let status = resp.status().as_u16();
         if (300..400).contains(&status) {
-            return self.moved(resp.headers().get("location").and_then(|l| l.to_str().ok()), method, moves);
+            return self.moved(
+                resp.headers().get("location").and_then(|l| l.to_str().ok()),
+                method,
+                moves,
+            );
         }
         let text = match resp.text().await {
             Ok(t) => t,
@@ -204,10 +249,17 @@ impl Client {
         };
         let body: Json = match serde_json::from_str(&text) {
             Ok(b) => b,
-            Err(_) => return Attempt::Transient(format!("HTTP {status} with a non-JSON body: {}", snippet(&text))),
+            Err(_) => {
+                return Attempt::Transient(format!(
+                    "HTTP {status} with a non-JSON body: {}",
+                    snippet(&text)
+                ));
+            }
         };
         match body.get("error") {
-            Some(code) if body.get("result").is_none() => self.classify(method, status, &body, code),
+            Some(code) if body.get("result").is_none() => {
+                self.classify(method, status, &body, code)
+            }
             _ if status >= 500 => Attempt::Transient(format!("HTTP {status}")),
             _ => Attempt::Done(body),
         }
@@ -217,21 +269,34 @@ impl Client {
     fn moved(&self, location: Option<&str>, method: &str, moves: &mut usize) -> Attempt {
         *moves += 1;
         let Some(location) = location.filter(|_| *moves <= MAX_MOVES) else {
-            return Attempt::Fatal(B24Error::Unavailable("Bitrix24 redirected without a usable Location (or too often)".into()));
+            return Attempt::Fatal(B24Error::Unavailable(
+                "Bitrix24 redirected without a usable Location (or too often)".into(),
+            ));
         };
         let Some(cut) = location.find(method) else {
-            return Attempt::Fatal(B24Error::Unavailable("Bitrix24 redirected to an address that is not a webhook URL".into()));
+            return Attempt::Fatal(B24Error::Unavailable(
+                "Bitrix24 redirected to an address that is not a webhook URL".into(),
+            ));
         };
         let new_base = location[..cut].to_string();
         secrets::register_url(&new_base);
-        tracing::warn!("Bitrix24 portal moved to {}; update B24_WEBHOOK_URL", secrets::redact(&new_base));
+        tracing::warn!(
+            "Bitrix24 portal moved to {}; update B24_WEBHOOK_URL",
+            secrets::redact(&new_base)
+        );
         *self.base.write().unwrap_or_else(|e| e.into_inner()) = new_base;
         Attempt::Refused(Duration::ZERO)
     }
 
     fn classify(&self, method: &str, status: u16, body: &Json, code: &Json) -> Attempt {
-        let code = code.as_str().map(str::to_string).unwrap_or_else(|| code.to_string());
-        let description = body["error_description"].as_str().unwrap_or_default().to_string();
+        let code = code
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| code.to_string());
+        let description = body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let unavailable = |m: String| Attempt::Fatal(B24Error::Unavailable(m));
         match code.to_ascii_uppercase().as_str() {
             "QUERY_LIMIT_EXCEEDED" => Attempt::Refused(Duration::from_millis(600)),
@@ -240,31 +305,67 @@ impl Client {
                 self.park(method, reset_at);
                 Attempt::Refused(Duration::ZERO)
             }
-            "NO_AUTH_FOUND" | "INVALID_CREDENTIALS" | "EXPIRED_TOKEN" | "INVALID_TOKEN" | "WRONG_AUTH_TYPE" => unavailable(format!(
+            "NO_AUTH_FOUND"
+            | "INVALID_CREDENTIALS"
+            | "EXPIRED_TOKEN"
+            | "INVALID_TOKEN"
+            | "WRONG_AUTH_TYPE" => unavailable(format!(
                 "Bitrix24 rejected the webhook ({code}): the user or code in B24_WEBHOOK_URL is wrong, or the webhook was deleted"
             )),
-            "INSUFFICIENT_SCOPE" => unavailable(format!("the Bitrix24 webhook lacks the scope needed for {method} (insufficient_scope): tick it in the webhook's settings")),
-            "ERROR_METHOD_NOT_FOUND" => unavailable(format!("Bitrix24 has no method {method} (ERROR_METHOD_NOT_FOUND), or the webhook's scopes hide it")),
-            "OVERLOAD_LIMIT" => unavailable("Bitrix24 blocked this portal's REST access (OVERLOAD_LIMIT): ask Bitrix24 support".into()),
-            "ACCESS_DENIED" | "PORTAL_DELETED" | "INVALID_REQUEST" => unavailable(format!("Bitrix24 refused {method}: {description} ({code})")),
-            "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => Attempt::Transient(format!("{description} ({code})")),
-            _ if status >= 500 => Attempt::Transient(format!("HTTP {status}: {description} ({code})")),
+            "INSUFFICIENT_SCOPE" => unavailable(format!(
+                "the Bitrix24 webhook lacks the scope needed for {method} (insufficient_scope): tick it in the webhook's settings"
+            )),
+            "ERROR_METHOD_NOT_FOUND" => unavailable(format!(
+                "Bitrix24 has no method {method} (ERROR_METHOD_NOT_FOUND), or the webhook's scopes hide it"
+            )),
+            "OVERLOAD_LIMIT" => unavailable(
+                "Bitrix24 blocked this portal's REST access (OVERLOAD_LIMIT): ask Bitrix24 support"
+                    .into(),
+            ),
+            "ACCESS_DENIED" | "PORTAL_DELETED" | "INVALID_REQUEST" => {
+                unavailable(format!("Bitrix24 refused {method}: {description} ({code})"))
+            }
+            "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => {
+                Attempt::Transient(format!("{description} ({code})"))
+            }
+            _ if status >= 500 => {
+                Attempt::Transient(format!("HTTP {status}: {description} ({code})"))
+            }
             _ => Attempt::Fatal(B24Error::Refused { code, description }),
         }
     }
 
+    /// Park a method until the portal's `operating_reset_at`; without one, for 1 s doubling
+    /// with every refusal in a row (up to a minute).
     fn park(&self, method: &str, reset_at: Option<f64>) {
         let now = unix_now();
-        let wait = reset_at.map(|r| r - now).filter(|w| *w > 0.0).unwrap_or(10.0).min(600.0);
-        tracing::warn!(method, wait_s = wait, "Bitrix24 operating-time limit reached; method parked");
         let mut map = self.operating.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(method.to_string()).or_default().parked_until = Some(Instant::now() + Duration::from_secs_f64(wait));
+        let entry = map.entry(method.to_string()).or_default();
+        let fallback = f64::from(1u32 << entry.refusals.min(6)).min(60.0);
+        entry.refusals += 1;
+        let wait = reset_at
+            .map(|r| r - now)
+            .filter(|w| *w > 0.0)
+            .unwrap_or(fallback)
+            .min(600.0);
+        tracing::warn!(
+            method,
+            wait_s = wait,
+            "Bitrix24 operating-time limit reached; method parked"
+        );
+        entry.parked_until = Some(Instant::now() + Duration::from_secs_f64(wait));
     }
 
     fn note_operating(&self, method: &str, time: &Json) {
-        let (Some(used), reset_at) = (time["operating"].as_f64(), time["operating_reset_at"].as_f64()) else { return };
+        let (Some(used), reset_at) = (
+            time["operating"].as_f64(),
+            time["operating_reset_at"].as_f64(),
+        ) else {
+            return;
+        };
         let mut map = self.operating.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(method.to_string()).or_default();
+        entry.refusals = 0;
         entry.used = used;
         entry.reset_at = reset_at.unwrap_or(entry.reset_at);
     }
@@ -272,7 +373,12 @@ impl Client {
     /// Parked methods wait out their park; methods near their budget slow down
     /// (1% of the time to the window's reset, at most 7 s), as the official JS SDK does.
     async fn wait_for_method(&self, method: &str) {
-        let state = self.operating.lock().unwrap_or_else(|e| e.into_inner()).get(method).copied();
+        let state = self
+            .operating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(method)
+            .copied();
         let Some(op) = state else { return };
         if let Some(until) = op.parked_until
             && until > Instant::now()
@@ -287,11 +393,78 @@ impl Client {
     }
 
     /// Up to 50 commands in one request. A command is `(key, method, params)`.
-    pub async fn batch(&self, commands: &[(String, String, Json)], halt: bool, kind: Kind) -> Result<BatchResult, B24Error> {
-        assert!(commands.len() <= 50, "a Bitrix24 batch holds at most 50 commands");
-        let cmd: Map<String, Json> =
-            commands.iter().map(|(k, m, p)| (k.clone(), Json::from(format!("{m}?{}", build_query(p))))).collect();
-        let body = self.call("batch", &json!({"halt": if halt { 1 } else { 0 }, "cmd": cmd}), kind).await?;
+    ///
+    /// Commands the portal refused before running them (a method over its operating time) are
+    /// sent again once their method's park is over; with `halt` (chained commands) they are left
+    /// in `errors` instead, and the caller continues from the last command that ran.
+    pub async fn batch(
+        &self,
+        commands: &[(String, String, Json)],
+        halt: bool,
+        kind: Kind,
+    ) -> Result<BatchResult, B24Error> {
+        let mut out = BatchResult::default();
+        let mut pending: Vec<&(String, String, Json)> = commands.iter().collect();
+        for _round in 0..MAX_LIMIT_RETRIES {
+            let subset: Vec<(String, String, Json)> =
+                pending.iter().map(|c| (*c).clone()).collect();
+            let mut result = self.batch_once(&subset, halt, kind).await?;
+            let mut refused = Vec::new();
+            for cmd in pending {
+                let key = &cmd.0;
+                if let Some(v) = result.results.remove(key) {
+                    out.results.insert(key.clone(), v);
+                }
+                match result.errors.remove(key) {
+                    Some((code, _)) if is_refusal(&code) && !halt => {
+                        self.park(&cmd.1, None);
+                        refused.push(cmd);
+                    }
+                    Some(e) => {
+                        if is_refusal(&e.0) {
+                            self.park(&cmd.1, None);
+                        }
+                        out.errors.insert(key.clone(), e);
+                    }
+                    None => {}
+                }
+            }
+            if refused.is_empty() {
+                return Ok(out);
+            }
+            pending = refused;
+        }
+        Err(B24Error::Unavailable(
+            "Bitrix24 kept refusing batch commands (operating-time limits)".into(),
+        ))
+    }
+
+    async fn batch_once(
+        &self,
+        commands: &[(String, String, Json)],
+        halt: bool,
+        kind: Kind,
+    ) -> Result<BatchResult, B24Error> {
+        assert!(
+            commands.len() <= 50,
+            "a Bitrix24 batch holds at most 50 commands"
+        );
+        let mut methods: Vec<&str> = commands.iter().map(|c| c.1.as_str()).collect();
+        methods.dedup();
+        for m in methods {
+            self.wait_for_method(m).await;
+        }
+        let cmd: Map<String, Json> = commands
+            .iter()
+            .map(|(k, m, p)| (k.clone(), Json::from(format!("{m}?{}", build_query(p)))))
+            .collect();
+        let body = self
+            .call(
+                "batch",
+                &json!({"halt": if halt { 1 } else { 0 }, "cmd": cmd}),
+                kind,
+            )
+            .await?;
         let inner = &body["result"];
         let mut out = BatchResult::default();
         // PHP serialises an empty map as [], so every part may be an array.
@@ -301,7 +474,10 @@ impl Client {
         if let Some(errors) = inner["result_error"].as_object() {
             for (k, e) in errors {
                 let code = e["error"].as_str().unwrap_or_default().to_string();
-                let desc = e["error_description"].as_str().map(str::to_string).unwrap_or_else(|| e.to_string());
+                let desc = e["error_description"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
                 out.errors.insert(k.clone(), (code, desc));
             }
         }
@@ -317,9 +493,16 @@ impl Client {
 }
 
 fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn snippet(text: &str) -> String {
-    text.trim().chars().take(120).collect::<String>().replace('\n', " ")
+    text.trim()
+        .chars()
+        .take(120)
+        .collect::<String>()
+        .replace('\n', " ")
 }

@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::client::{B24Error, Client, Kind};
+use super::client::{B24Error, Client, Kind, is_refusal};
 use crate::config::{BuildCtx, ConnectionRef, component::SourceConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Record, RunCtx, Source};
@@ -112,14 +112,29 @@ impl SourceConfig for ListConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Box<dyn Source>, String> {
         let client = ctx.connection::<Client>(&self.connection)?;
         let paging = match self.paging {
-            Paging::Auto if matches!(self.method.as_str(), "user.get" | "department.get" | "user.search") => Paging::Offset,
+            Paging::Auto
+                if matches!(
+                    self.method.as_str(),
+                    "user.get" | "department.get" | "user.search"
+                ) =>
+            {
+                Paging::Offset
+            }
             Paging::Auto => Paging::Keyset,
             p => p,
         };
         if self.incremental.is_some() && paging == Paging::Offset {
             return Err("incremental reading needs keyset paging (crm.* list methods)".into());
         }
-        Ok(Box::new(ListSource { cfg: self, client, paging, base: Json::Null, buffer: VecDeque::new(), state: Position::Start, done: false }))
+        Ok(Box::new(ListSource {
+            cfg: self,
+            client,
+            paging,
+            base: Json::Null,
+            buffer: VecDeque::new(),
+            state: Position::Start,
+            done: false,
+        }))
     }
 }
 
@@ -131,9 +146,16 @@ enum Position {
     AfterId(String),
     /// Incremental: after (date, id); `ties` says whether records with exactly `date` and a
     /// larger ID may still come.
-    After { date: String, id: String, ties: bool },
+    After {
+        date: String,
+        id: String,
+        ties: bool,
+    },
     /// Offset paging: next `start`, and the total.
-    Offset { next: usize, total: usize },
+    Offset {
+        next: usize,
+        total: usize,
+    },
 }
 
 struct ListSource {
@@ -165,7 +187,9 @@ impl ListSource {
             Some(key) => &result[key.as_str()],
             None => result,
         };
-        list.as_array().map(|a| a.iter().collect()).unwrap_or_default()
+        list.as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
     }
 
     fn id_of(&self, row: &Json) -> String {
@@ -208,23 +232,45 @@ impl ListSource {
         };
         let commands: Vec<(String, String, Json)> = (0..COMMANDS)
             .map(|k| {
-                let after = if k == 0 { first.clone() } else { self.reference(&format!("p{}", k - 1), &id) };
-                (format!("p{k}"), self.cfg.method.clone(), self.params(&[(format!(">{id}"), after)], Some(order.clone()), -1))
+                let after = if k == 0 {
+                    first.clone()
+                } else {
+                    self.reference(&format!("p{}", k - 1), &id)
+                };
+                (
+                    format!("p{k}"),
+                    self.cfg.method.clone(),
+                    self.params(&[(format!(">{id}"), after)], Some(order.clone()), -1),
+                )
             })
             .collect();
-        let result = self.client.batch(&commands, true, Kind::Read).await.map_err(unavailable)?;
+        let result = self
+            .client
+            .batch(&commands, true, Kind::Read)
+            .await
+            .map_err(unavailable)?;
         for (k, _) in commands.iter().enumerate() {
             let key = format!("p{k}");
             if let Some((code, desc)) = result.errors.get(&key) {
-                return Err(Fatal::unavailable("Bitrix24", format!("{} refused the query: {desc} ({code})", self.cfg.method)));
+                if is_refusal(code) {
+                    break; // refused before running: continue from here once the method may run
+                }
+                return Err(Fatal::unavailable(
+                    "Bitrix24",
+                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
+                ));
             }
-            let Some(page) = result.results.get(&key) else { break };
+            let Some(page) = result.results.get(&key) else {
+                break;
+            };
             let rows: Vec<Json> = self.rows(page).into_iter().cloned().collect();
             for row in &rows {
                 self.push(row, None);
             }
             match rows.last() {
-                Some(last) if rows.len() == PAGE => self.state = Position::AfterId(self.id_of(last)),
+                Some(last) if rows.len() == PAGE => {
+                    self.state = Position::AfterId(self.id_of(last))
+                }
                 _ => {
                     self.done = true;
                     break;
@@ -238,28 +284,53 @@ impl ListSource {
         let inc = self.cfg.incremental.clone().expect("incremental");
         let (field, id) = (inc.field.clone(), self.cfg.id_field.clone());
         let (mut date, mut after_id, ties) = match &self.state {
-            Position::After { date, id, ties } => (Json::from(date.clone()), Json::from(id.clone()), *ties),
+            Position::After { date, id, ties } => {
+                (Json::from(date.clone()), Json::from(id.clone()), *ties)
+            }
             _ => unreachable!("opened"),
         };
         let order = json!({ field.clone(): "ASC", id.clone(): "ASC" });
         let mut commands = Vec::new();
         for k in 0..COMMANDS / 2 {
             if k > 0 || ties {
-                let filter = [(format!("={field}"), date.clone()), (format!(">{id}"), after_id.clone())];
-                commands.push((format!("t{k}"), self.cfg.method.clone(), self.params(&filter, Some(json!({ id.clone(): "ASC" })), -1)));
+                let filter = [
+                    (format!("={field}"), date.clone()),
+                    (format!(">{id}"), after_id.clone()),
+                ];
+                commands.push((
+                    format!("t{k}"),
+                    self.cfg.method.clone(),
+                    self.params(&filter, Some(json!({ id.clone(): "ASC" })), -1),
+                ));
             }
             let later = [(format!(">{field}"), date.clone())];
-            commands.push((format!("l{k}"), self.cfg.method.clone(), self.params(&later, Some(order.clone()), -1)));
+            commands.push((
+                format!("l{k}"),
+                self.cfg.method.clone(),
+                self.params(&later, Some(order.clone()), -1),
+            ));
             date = self.reference(&format!("l{k}"), &field);
             after_id = self.reference(&format!("l{k}"), &id);
         }
-        let result = self.client.batch(&commands, true, Kind::Read).await.map_err(unavailable)?;
+        let result = self
+            .client
+            .batch(&commands, true, Kind::Read)
+            .await
+            .map_err(unavailable)?;
         let cursor_of = |row: &Json| json!({ "date": as_text(&row[field.as_str()]), "id": as_text(&row[id.as_str()]) });
         for (key, _, _) in &commands {
             if let Some((code, desc)) = result.errors.get(key) {
-                return Err(Fatal::unavailable("Bitrix24", format!("{} refused the query: {desc} ({code})", self.cfg.method)));
+                if is_refusal(code) {
+                    return Ok(()); // refused before running: continue from here later
+                }
+                return Err(Fatal::unavailable(
+                    "Bitrix24",
+                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
+                ));
             }
-            let Some(page) = result.results.get(key) else { break };
+            let Some(page) = result.results.get(key) else {
+                break;
+            };
             let rows: Vec<Json> = self.rows(page).into_iter().cloned().collect();
             for row in &rows {
                 let cursor = cursor_of(row);
@@ -267,7 +338,11 @@ impl ListSource {
             }
             let full = rows.len() == PAGE;
             if let Some(last) = rows.last() {
-                self.state = Position::After { date: as_text(&last[field.as_str()]), id: as_text(&last[id.as_str()]), ties: true };
+                self.state = Position::After {
+                    date: as_text(&last[field.as_str()]),
+                    id: as_text(&last[id.as_str()]),
+                    ties: true,
+                };
             }
             if key.starts_with('t') && full {
                 // More records share this DATE_MODIFY than one page holds: continue with them.
@@ -286,17 +361,28 @@ impl ListSource {
         for (k, v) in &self.cfg.order {
             order_params.insert(k.clone(), Json::from(v.clone()));
         }
-        let order = if order_params.is_empty() { None } else { Some(Json::Object(order_params)) };
+        let order = if order_params.is_empty() {
+            None
+        } else {
+            Some(Json::Object(order_params))
+        };
         let (next, total) = match self.state {
             Position::Offset { next, total } => (next, total),
             _ => {
                 let params = self.offset_params(order.clone(), 0);
-                let body = self.client.call(&self.cfg.method, &params, Kind::Read).await.map_err(unavailable)?;
+                let body = self
+                    .client
+                    .call(&self.cfg.method, &params, Kind::Read)
+                    .await
+                    .map_err(unavailable)?;
                 let rows: Vec<Json> = self.rows(&body["result"]).into_iter().cloned().collect();
                 for row in &rows {
                     self.push(row, None);
                 }
-                let total = body["total"].as_u64().map(|t| t as usize).unwrap_or(rows.len());
+                let total = body["total"]
+                    .as_u64()
+                    .map(|t| t as usize)
+                    .unwrap_or(rows.len());
                 self.state = Position::Offset { next: PAGE, total };
                 self.done = body.get("next").is_none() || rows.is_empty();
                 return Ok(());
@@ -307,14 +393,33 @@ impl ListSource {
             self.done = true;
             return Ok(());
         }
-        let commands: Vec<(String, String, Json)> =
-            starts.iter().map(|s| (format!("o{s}"), self.cfg.method.clone(), self.offset_params(order.clone(), *s as i64))).collect();
-        let result = self.client.batch(&commands, false, Kind::Read).await.map_err(unavailable)?;
+        let commands: Vec<(String, String, Json)> = starts
+            .iter()
+            .map(|s| {
+                (
+                    format!("o{s}"),
+                    self.cfg.method.clone(),
+                    self.offset_params(order.clone(), *s as i64),
+                )
+            })
+            .collect();
+        let result = self
+            .client
+            .batch(&commands, false, Kind::Read)
+            .await
+            .map_err(unavailable)?;
         for (key, _, _) in &commands {
             if let Some((code, desc)) = result.errors.get(key) {
-                return Err(Fatal::unavailable("Bitrix24", format!("{} refused the query: {desc} ({code})", self.cfg.method)));
+                return Err(Fatal::unavailable(
+                    "Bitrix24",
+                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
+                ));
             }
-            let rows: Vec<Json> = result.results.get(key).map(|p| self.rows(p).into_iter().cloned().collect()).unwrap_or_default();
+            let rows: Vec<Json> = result
+                .results
+                .get(key)
+                .map(|p| self.rows(p).into_iter().cloned().collect())
+                .unwrap_or_default();
             for row in &rows {
                 self.push(row, None);
             }
@@ -346,7 +451,10 @@ impl ListSource {
 impl Source for ListSource {
     async fn open(&mut self, ctx: &RunCtx, cursor: Option<Json>) -> Result<(), Fatal> {
         let scope = ctx.run_scope(cursor.as_ref());
-        let render = |t: &Template| t.eval(&scope).map_err(|e| Fatal::unavailable("Bitrix24", format!("template: {e}")));
+        let render = |t: &Template| {
+            t.eval(&scope)
+                .map_err(|e| Fatal::unavailable("Bitrix24", format!("template: {e}")))
+        };
         let mut base = Map::new();
         for (k, t) in &self.cfg.params {
             base.insert(k.clone(), render(t)?);
@@ -355,21 +463,38 @@ impl Source for ListSource {
         for (k, t) in &self.cfg.filter {
             filter.insert(k.clone(), render(t)?);
         }
-        let select: Vec<Json> = self.cfg.select.iter().map(render).collect::<Result<_, _>>()?;
+        let select: Vec<Json> = self
+            .cfg
+            .select
+            .iter()
+            .map(render)
+            .collect::<Result<_, _>>()?;
         base.insert("filter".into(), Json::Object(filter));
         base.insert("select".into(), Json::Array(select));
         if let Some(inc) = &self.cfg.incremental {
             // Records changed while we run (our own status write-backs among them) are left
             // for the next run; see `settle_secs`.
             let until = ctx.started_at - chrono::Duration::seconds(inc.settle_secs as i64);
-            base["filter"][format!("<={}", inc.field)] = Json::from(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
+            base["filter"][format!("<={}", inc.field)] =
+                Json::from(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
             self.state = match cursor {
-                Some(c) if c["date"].is_string() => {
-                    Position::After { date: as_text(&c["date"]), id: as_text(&c["id"]), ties: true }
-                }
+                Some(c) if c["date"].is_string() => Position::After {
+                    date: as_text(&c["date"]),
+                    id: as_text(&c["id"]),
+                    ties: true,
+                },
                 _ => {
-                    let start = inc.start.as_ref().map(|t| t.render(&scope)).transpose().map_err(|e| Fatal::unavailable("Bitrix24", e))?;
-                    Position::After { date: start.unwrap_or_else(|| "2000-01-01T00:00:00+00:00".into()), id: "0".into(), ties: false }
+                    let start = inc
+                        .start
+                        .as_ref()
+                        .map(|t| t.render(&scope))
+                        .transpose()
+                        .map_err(|e| Fatal::unavailable("Bitrix24", e))?;
+                    Position::After {
+                        date: start.unwrap_or_else(|| "2000-01-01T00:00:00+00:00".into()),
+                        id: "0".into(),
+                        ties: false,
+                    }
                 }
             };
         }

@@ -1,9 +1,9 @@
 //! Bitrix24 over an incoming webhook: the limit-aware client, a list source, a batched lookup
 //! step, a batched update sink, and an emulator of a portal for tests and the sandbox.
 
+mod call;
 pub mod client;
 pub mod emulator;
-mod call;
 mod encode;
 mod list;
 mod update;
@@ -29,9 +29,12 @@ pub fn register(r: &mut Registry) {
 /// `etl run --sandbox`: an emulated portal with the demo data of seed 001 and the reports.
 fn sandbox() -> crate::config::component::SandboxFuture {
     Box::pin(async {
-        let emu = emulator::Emulator::start(emulator::EmulatorConfig::default(), emulator::Portal::demo())
-            .await
-            .map_err(|e| e.to_string())?;
+        let emu = emulator::Emulator::start(
+            emulator::EmulatorConfig::default(),
+            emulator::Portal::demo(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let vars = vec![("B24_WEBHOOK_URL".to_string(), emu.webhook_url())];
         Ok((vars, Box::new(emu) as Box<dyn Any + Send>))
     })
@@ -81,7 +84,9 @@ fn default_operating() -> f64 {
 impl ConnectionConfig for Bitrix24Connection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
         if self.timeout_secs == 0 || self.timeout_secs >= 60 {
-            return Err("timeout_secs must be between 1 and 59: Bitrix24 ends requests at 60 s".into());
+            return Err(
+                "timeout_secs must be between 1 and 59: Bitrix24 ends requests at 60 s".into(),
+            );
         }
         let client = client::Client::new(client::ClientConfig {
             webhook_url: self.webhook_url,

@@ -48,10 +48,17 @@ impl SinkConfig for UpdateConfig {
         let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
         let mut fields = Vec::new();
         for (name, value) in self.fields {
-            let key = Template::compile(&name, &roots, &steps).map_err(|e| format!("field name `{name}`: {}", e[0].message))?;
+            let key = Template::compile(&name, &roots, &steps)
+                .map_err(|e| format!("field name `{name}`: {}", e[0].message))?;
             fields.push((key, value));
         }
-        Ok(Arc::new(UpdateSink { method: self.method, record_id: self.record_id, fields, params: self.params, client }))
+        Ok(Arc::new(UpdateSink {
+            method: self.method,
+            record_id: self.record_id,
+            fields,
+            params: self.params,
+            client,
+        }))
     }
 }
 
@@ -71,14 +78,27 @@ impl UpdateSink {
     }
 
     async fn send(&self, writes: &[&Write]) -> Result<Vec<Result<Json, String>>, B24Error> {
-        let commands: Vec<(String, String, Json)> =
-            writes.iter().enumerate().map(|(i, w)| (format!("u{i}"), self.method.clone(), w.payload.as_ref().clone())).collect();
+        let commands: Vec<(String, String, Json)> = writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    format!("u{i}"),
+                    self.method.clone(),
+                    w.payload.as_ref().clone(),
+                )
+            })
+            .collect();
         let result = self.client.batch(&commands, false, Kind::Write).await?;
         Ok((0..writes.len())
             .map(|i| {
                 let key = format!("u{i}");
                 match (result.errors.get(&key), result.results.get(&key)) {
-                    (Some((code, desc)), _) => Err(if code.is_empty() { desc.clone() } else { format!("{desc} ({code})") }),
+                    (Some((code, desc)), _) => Err(if code.is_empty() {
+                        desc.clone()
+                    } else {
+                        format!("{desc} ({code})")
+                    }),
                     (None, Some(v)) if v != &Json::Bool(false) => Ok(v.clone()),
                     _ => Err(format!("{} answered no result", self.method)),
                 }
@@ -98,7 +118,14 @@ impl UpdateSink {
                 select.extend(fields.keys().map(|k| Json::from(k.as_str())));
             }
         }
-        let body = self.client.call(&list, &json!({"filter": {"@ID": ids}, "select": select, "start": -1}), Kind::Read).await?;
+        let body = self
+            .client
+            .call(
+                &list,
+                &json!({"filter": {"@ID": ids}, "select": select, "start": -1}),
+                Kind::Read,
+            )
+            .await?;
         let rows = body["result"].as_array().cloned().unwrap_or_default();
         Ok(writes
             .iter()
@@ -135,10 +162,18 @@ impl Sink for UpdateSink {
         for (k, t) in &self.params {
             payload["params"][k] = t.eval(scope)?;
         }
-        Ok(Some(Write { index: 0, key: id, payload: Arc::new(payload) }))
+        Ok(Some(Write {
+            index: 0,
+            key: id,
+            payload: Arc::new(payload),
+        }))
     }
 
-    async fn write(&self, writes: &[Write], _: &RunCtx) -> Result<Vec<Result<Json, String>>, Fatal> {
+    async fn write(
+        &self,
+        writes: &[Write],
+        _: &RunCtx,
+    ) -> Result<Vec<Result<Json, String>>, Fatal> {
         let mut out = Vec::with_capacity(writes.len());
         for chunk in writes.chunks(50) {
             let chunk: Vec<&Write> = chunk.iter().collect();
@@ -148,30 +183,50 @@ impl Sink for UpdateSink {
                 Err(B24Error::Refused { code, description }) => {
                     out.extend(chunk.iter().map(|_| Err(format!("{description} ({code})"))));
                 }
-                Err(e @ B24Error::Unavailable(_)) => return Err(Fatal::unavailable("Bitrix24", e.to_string())),
+                Err(e @ B24Error::Unavailable(_)) => {
+                    return Err(Fatal::unavailable("Bitrix24", e.to_string()));
+                }
             }
         }
         Ok(out)
     }
 
     fn describe(&self, w: &Write) -> String {
-        format!("{} id={} fields={}", self.method, w.key, w.payload["fields"])
+        format!(
+            "{} id={} fields={}",
+            self.method, w.key, w.payload["fields"]
+        )
     }
 }
 
 impl UpdateSink {
     /// The batch may or may not have run: read back, resend only what is missing (once).
-    async fn recover(&self, chunk: &[&Write], why: &str) -> Result<Vec<Result<Json, String>>, Fatal> {
+    async fn recover(
+        &self,
+        chunk: &[&Write],
+        why: &str,
+    ) -> Result<Vec<Result<Json, String>>, Fatal> {
         tracing::warn!(method = %self.method, "update batch outcome unknown ({}); checking before any retry", crate::secrets::redact(why));
-        let applied = self.applied(chunk).await.map_err(|e| Fatal::unavailable("Bitrix24", e.to_string()))?;
-        let missing: Vec<&Write> = chunk.iter().zip(&applied).filter(|(_, a)| !**a).map(|(w, _)| *w).collect();
+        let applied = self
+            .applied(chunk)
+            .await
+            .map_err(|e| Fatal::unavailable("Bitrix24", e.to_string()))?;
+        let missing: Vec<&Write> = chunk
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| !**a)
+            .map(|(w, _)| *w)
+            .collect();
         let mut resent = if missing.is_empty() || self.list_method().is_none() {
             Vec::new()
         } else {
             match self.send(&missing).await {
                 Ok(r) => r,
                 Err(B24Error::Unavailable(m)) => return Err(Fatal::unavailable("Bitrix24", m)),
-                Err(e) => missing.iter().map(|_| Err(format!("outcome unknown, not repeated: {e}"))).collect(),
+                Err(e) => missing
+                    .iter()
+                    .map(|_| Err(format!("outcome unknown, not repeated: {e}")))
+                    .collect(),
             }
         }
         .into_iter();

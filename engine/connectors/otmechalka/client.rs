@@ -23,7 +23,12 @@ pub enum Found {
 
 impl Otmechalka {
     pub fn new(base: &str, token: &str, timeout: Duration, retries: usize) -> Otmechalka {
-        Otmechalka { base: base.to_string(), token: token.to_string(), http: http::client(timeout), retries }
+        Otmechalka {
+            base: base.to_string(),
+            token: token.to_string(),
+            http: http::client(timeout),
+            retries,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -33,7 +38,11 @@ impl Otmechalka {
     /// GET `/api/<kind>/<origin_id>/`; a read, so retried.
     pub async fn find(&self, kind: &str, origin_id: &str) -> Result<Found, HttpError> {
         let url = self.url(&format!("/api/{kind}/{}/", urlencode(origin_id)));
-        let result = http::get_json(|| self.http.get(&url).bearer_auth(&self.token), self.retries).await;
+        let result = http::get_json(
+            || self.http.get(&url).bearer_auth(&self.token),
+            self.retries,
+        )
+        .await;
         match result {
             Ok(body) => Ok(Found::Yes(body)),
             Err(HttpError::Rejected { status: 404, .. }) => Ok(Found::No),
@@ -46,10 +55,13 @@ impl Otmechalka {
         let url = self.url(path);
         let mut attempt = 0;
         loop {
-            let result = http::send_json(self.http.post(&url).bearer_auth(&self.token).json(body)).await;
+            let result =
+                http::send_json(self.http.post(&url).bearer_auth(&self.token).json(body)).await;
             match result {
                 // Never connected: nothing was sent, so sending again is safe.
-                Err(HttpError::Unavailable(m)) if m.starts_with("connection failed") && attempt < self.retries => {
+                Err(HttpError::Unavailable(m))
+                    if m.starts_with("connection failed") && attempt < self.retries =>
+                {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
                 }

@@ -53,7 +53,13 @@ fn default_retries() -> usize {
 impl ConnectionConfig for OtmechalkaConnection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
         crate::secrets::register(&self.token);
-        let url = url::Url::parse(self.url.trim()).map_err(|e| format!("invalid otmechalka URL: {e}"))?;
-        Ok(Arc::new(Otmechalka::new(url.as_str().trim_end_matches('/'), &self.token, Duration::from_secs(self.timeout_secs), self.retries)))
+        let url =
+            url::Url::parse(self.url.trim()).map_err(|e| format!("invalid otmechalka URL: {e}"))?;
+        Ok(Arc::new(Otmechalka::new(
+            url.as_str().trim_end_matches('/'),
+            &self.token,
+            Duration::from_secs(self.timeout_secs),
+            self.retries,
+        )))
     }
 }

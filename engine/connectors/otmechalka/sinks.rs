@@ -55,13 +55,21 @@ impl Entity {
 
 impl SinkConfig for ClientSinkConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
-        Ok(Arc::new(OtmSink { api: ctx.connection::<Otmechalka>(&self.connection)?, value: self.value, entity: Entity::Client }))
+        Ok(Arc::new(OtmSink {
+            api: ctx.connection::<Otmechalka>(&self.connection)?,
+            value: self.value,
+            entity: Entity::Client,
+        }))
     }
 }
 
 impl SinkConfig for TicketSinkConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
-        Ok(Arc::new(OtmSink { api: ctx.connection::<Otmechalka>(&self.connection)?, value: self.value, entity: Entity::Ticket }))
+        Ok(Arc::new(OtmSink {
+            api: ctx.connection::<Otmechalka>(&self.connection)?,
+            value: self.value,
+            entity: Entity::Ticket,
+        }))
     }
 }
 
@@ -96,7 +104,10 @@ impl OtmSink {
 
     /// Updates are idempotent: resending after an unknown outcome is safe.
     async fn update_client(&self, origin: &str, body: &Json, ctx: &RunCtx) -> Outcome {
-        let path = format!("/api/clients/{}/", percent_encoding::utf8_percent_encode(origin, percent_encoding::NON_ALPHANUMERIC));
+        let path = format!(
+            "/api/clients/{}/",
+            percent_encoding::utf8_percent_encode(origin, percent_encoding::NON_ALPHANUMERIC)
+        );
         let mut last = None;
         for attempt in 0..3u32 {
             match self.api.post(&path, body).await {
@@ -128,9 +139,13 @@ impl OtmSink {
                     return Ok(Ok(v));
                 }
                 // Someone (an earlier, interrupted run) created it: fall back to the existing one.
-                Err(HttpError::Rejected { status: 409, .. }) => return self.existing(origin, body, ctx).await,
+                Err(HttpError::Rejected { status: 409, .. }) => {
+                    return self.existing(origin, body, ctx).await;
+                }
                 Err(HttpError::Unavailable(m)) => {
-                    tracing::warn!("otmechalka create of {origin} ended without an answer ({m}); checking before retrying");
+                    tracing::warn!(
+                        "otmechalka create of {origin} ended without an answer ({m}); checking before retrying"
+                    );
                     match self.api.find(self.entity.path(), origin).await {
                         Ok(Found::Yes(v)) => {
                             ctx.count(counter, 1);
@@ -146,7 +161,10 @@ impl OtmSink {
                 Err(e) => return rejected(e),
             }
         }
-        Err(Fatal::unavailable("otmechalka", format!("creating {origin} keeps failing without an answer")))
+        Err(Fatal::unavailable(
+            "otmechalka",
+            format!("creating {origin} keeps failing without an answer"),
+        ))
     }
 
     async fn existing(&self, origin: &str, body: &Json, ctx: &RunCtx) -> Outcome {
@@ -184,10 +202,18 @@ impl Sink for OtmSink {
             Json::Number(n) => n.to_string(),
             _ => return Err("field origin_id is required".into()),
         };
-        Ok(Some(Write { index: 0, key: origin, payload }))
+        Ok(Some(Write {
+            index: 0,
+            key: origin,
+            payload,
+        }))
     }
 
-    async fn write(&self, writes: &[Write], ctx: &RunCtx) -> Result<Vec<Result<Json, String>>, Fatal> {
+    async fn write(
+        &self,
+        writes: &[Write],
+        ctx: &RunCtx,
+    ) -> Result<Vec<Result<Json, String>>, Fatal> {
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             let result = match self.entity {
@@ -210,8 +236,12 @@ impl Sink for OtmSink {
 /// `etl run --sandbox`: an emulated otmechalka with the seed's catalogue.
 pub fn sandbox() -> SandboxFuture {
     Box::pin(async {
-        let emu = super::emulator::OtmechalkaEmulator::start(Default::default()).map_err(|e| e.to_string())?;
-        let vars = vec![("OTMECHALKA_URL".to_string(), emu.url()), ("OTMECHALKA_TOKEN".to_string(), emu.token().to_string())];
+        let emu = super::emulator::OtmechalkaEmulator::start(Default::default())
+            .map_err(|e| e.to_string())?;
+        let vars = vec![
+            ("OTMECHALKA_URL".to_string(), emu.url()),
+            ("OTMECHALKA_TOKEN".to_string(), emu.token().to_string()),
+        ];
         Ok((vars, Box::new(emu) as Box<dyn std::any::Any + Send>))
     })
 }
