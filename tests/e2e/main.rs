@@ -6,3 +6,4 @@ mod harness;
 mod b24;
 mod core_run;
 mod core_validate;
+mod seed001;
