@@ -108,7 +108,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
 pub fn iso_date(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
-        return Ok(dt.date_naive().format("%Y-%m-%d").to_string());
+        return Ok(ymd(dt.date_naive()));
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
         if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(raw, fmt) {
@@ -144,8 +144,58 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     ))
 }
 
+/// `%Y-%m-%d` without chrono's format machinery (parsing the pattern on every call).
+fn ymd(d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    if !(0..=9999).contains(&d.year()) {
+        return d.format("%Y-%m-%d").to_string();
+    }
+    let mut out = String::with_capacity(10);
+    for (n, width) in [(d.year() as u32, 4), (d.month(), 2), (d.day(), 2)] {
+        if width == 2 {
+            out.push('-');
+        }
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+        }
+    }
+    out
+}
+
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
 pub fn format_money(raw: &str) -> Result<String, String> {
+    match exact_money(raw.trim()) {
+        Some(text) => Ok(text),
+        None => format_money_float(raw),
+    }
+}
+
+/// `1001`, `-5`, `8700.5`, `300,25`: a decimal with at most two fraction digits and at most 15
+/// digits in all comes back unchanged from the trip through f64, so what `format_money_float`
+/// prints is the text itself padded to two decimals; this skips the float formatting.
+fn exact_money(s: &str) -> Option<String> {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match body.find(['.', ',']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let int_ok = (1..=13).contains(&int.len()) && digits(int) && (int == "0" || !int.starts_with('0'));
+    let frac_ok = frac.is_none_or(|f| (1..=2).contains(&f.len()) && digits(f));
+    if !int_ok || !frac_ok {
+        return None;
+    }
+    let frac = frac.unwrap_or("");
+    let mut out = String::with_capacity(s.len() + 3);
+    out.push_str(&s[..s.len() - body.len()]);
+    out.push_str(int);
+    out.push('.');
+    out.push_str(frac);
+    out.push_str(&"00"[frac.len()..]);
+    Some(out)
+}
+
+fn format_money_float(raw: &str) -> Result<String, String> {
     let n: f64 = raw
         .trim()
         .replace(',', ".")
@@ -180,7 +230,7 @@ pub mod core {
     pub fn is_empty(v: Option<&Json>) -> bool {
         match v {
             None | Some(Json::Null) => true,
-            Some(Json::String(s)) => s.trim().is_empty(),
+            Some(Json::String(s)) => s.chars().all(char::is_whitespace),
             _ => false,
         }
     }
@@ -427,6 +477,35 @@ mod tests {
         assert_eq!(iso_date("2009-11-29T00:00:00+03:00").unwrap(), "2009-11-29");
         assert_eq!(iso_date("2020-12-22").unwrap(), "2020-12-22");
         assert!(iso_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn exact_money_and_dates_print_like_the_general_formatting() {
+        let mut inputs: Vec<String> = ["0", "-0", "7", "1001", "-5", "8700.5", "300,25", "0.05", "-0.5", "1.005", "2.675", "007", "1e3", "1.", ".5", "+5", "1,234.5", "9999999999999.99", "99999999999999", "12 000", "-", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut x: u64 = 12345;
+        for _ in 0..20000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let int = (x >> 20) % 10u64.pow((x % 14) as u32).max(1);
+            inputs.push(match x % 4 {
+                0 => format!("{int}"),
+                1 => format!("{int}.{}", (x >> 8) % 10),
+                2 => format!("-{int},{:02}", (x >> 8) % 100),
+                _ => format!("{int}.{:02}", (x >> 8) % 100),
+            });
+        }
+        for s in &inputs {
+            if let Some(fast) = exact_money(s) {
+                assert_eq!(Ok(fast), format_money_float(s), "{s}");
+            }
+        }
+        assert!(exact_money("300,25").is_some() && exact_money("1e3").is_none());
+        for days in (-800_000..3_000_000).step_by(997) {
+            let d = chrono::NaiveDate::from_num_days_from_ce_opt(days).unwrap();
+            assert_eq!(ymd(d), d.format("%Y-%m-%d").to_string());
+        }
     }
 
     #[test]
