@@ -223,7 +223,7 @@ pub mod core {
 
     use serde_json::Value as Json;
 
-    use super::super::json_object::{scalar_value, to_value};
+    use super::super::json_object::{member, scalar_value, to_value};
     use super::{format_money, iso_date, normalize_phone};
 
     /// Missing, none, or blank text: a filter turns it into none (or an empty list).
@@ -327,7 +327,7 @@ pub mod core {
         let Some(Json::Object(map)) = map else {
             return Err("lookup expects a mapping, e.g. lookup(settings.branches)".into());
         };
-        Ok(match map.get(key_of(v).as_ref()) {
+        Ok(match member(map, &key_of(v)) {
             Some(found) => found.clone(),
             None => default.cloned().unwrap_or(Json::Null),
         })
@@ -347,7 +347,7 @@ pub mod core {
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            match map.get(text(item).as_ref()) {
+            match member(map, &text(item)) {
                 None | Some(Json::Null) => {}
                 Some(found) => out.push(found.clone()),
             }

@@ -82,7 +82,7 @@ impl Object for JsonView {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match self.get() {
-            Json::Object(map) => map.get(key.as_str()?).map(|v| self.child(v)),
+            Json::Object(map) => member(map, key.as_str()?).map(|v| self.child(v)),
             Json::Array(items) => {
                 let idx = i64::try_from(key.clone()).ok()?;
                 let idx = if idx < 0 { items.len() as i64 + idx } else { idx };
@@ -115,4 +115,10 @@ pub fn to_json(value: &Value) -> Json {
         return Json::Null;
     }
     serde_json::to_value(value).unwrap_or(Json::Null)
+}
+
+/// A member of a JSON object. Objects are index maps hashed with SipHash; for a small one
+/// (most records and value maps) comparing the keys in turn is several times cheaper.
+pub fn member<'a>(map: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a Json> {
+    if map.len() <= 16 { map.iter().find_map(|(k, v)| (k == key).then_some(v)) } else { map.get(key) }
 }

@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 
 use super::Scope;
 use super::filters::core;
-use super::json_object::to_json;
+use super::json_object::{member, to_json};
 
 /// Why a native evaluation did not produce a value.
 #[derive(Debug)]
@@ -318,7 +318,7 @@ impl Lookup {
             };
             // The same answers as `JsonView::get_value`.
             let next = match (at, seg) {
-                (Json::Object(m), Seg::Key(k)) => m.get(k.as_str()),
+                (Json::Object(m), Seg::Key(k)) => member(m, k),
                 (Json::Object(_), Seg::Index(_)) => None,
                 (Json::Array(items), Seg::Index(i)) => {
                     let i = if *i < 0 { items.len() as i64 + i } else { *i };
@@ -400,7 +400,7 @@ fn apply<'a>(f: &'a Filter, v: V<'a>, scope: &'a Scope) -> Res<V<'a>> {
             }
         }
         Filter::Attr(key) => match v {
-            V::Ref(Json::Object(m)) => Ok(V::from_opt(m.get(key.as_str()))),
+            V::Ref(Json::Object(m)) => Ok(V::from_opt(member(m, key))),
             V::Own(Json::Object(mut m)) => Ok(m.remove(key.as_str()).map_or(V::Undefined, V::Own)),
             _ => Err(Fail::Vm),
         },

@@ -12,6 +12,7 @@ use crate::config::de::capture_node;
 use crate::config::diag::Diagnostic;
 use crate::config::load;
 use crate::config::node::Node;
+use crate::expr::json_object::member;
 
 #[derive(Clone)]
 pub struct JsonPath {
@@ -115,7 +116,7 @@ fn simple_steps(source: &str) -> Option<Vec<Step>> {
 /// end); anything else selects nothing (RFC 9535).
 fn walk<'a>(value: &'a Json, steps: &[Step]) -> Option<&'a Json> {
     steps.iter().try_fold(value, |at, step| match (at, step) {
-        (Json::Object(m), Step::Name(n)) => m.get(n.as_str()),
+        (Json::Object(m), Step::Name(n)) => member(m, n),
         (Json::Array(items), Step::Index(i)) => {
             let i = if *i < 0 { items.len() as i64 + i } else { *i };
             usize::try_from(i).ok().and_then(|i| items.get(i))
