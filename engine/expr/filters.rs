@@ -92,11 +92,17 @@ fn is_empty(v: &Value) -> bool {
 /// Phone to `7XXXXXXXXXX`: digits only, a leading 8 becomes 7, ten digits get a 7 in front;
 /// anything else is an error (a wrong number must not reach another system).
 pub fn normalize_phone(raw: &str) -> Result<String, String> {
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        11 if digits.starts_with('7') => Ok(digits),
-        11 if digits.starts_with('8') => Ok(format!("7{}", &digits[1..])),
-        10 => Ok(format!("7{digits}")),
+    // Room for a leading 7; ASCII digits are single bytes, never part of another character.
+    let mut digits = String::with_capacity(11);
+    digits.push('7');
+    digits.extend(raw.bytes().filter(u8::is_ascii_digit).map(char::from));
+    match &digits.as_bytes()[1..] {
+        [first @ (b'7' | b'8'), ..] if digits.len() == 12 => {
+            // 7XXXXXXXXXX stays, 8XXXXXXXXXX becomes 7XXXXXXXXXX: drop one of the leading two.
+            digits.remove(if *first == b'7' { 0 } else { 1 });
+            Ok(digits)
+        }
+        _ if digits.len() == 11 => Ok(digits),
         _ => Err(format!(
             "invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8"
         )),

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::parse;
+use super::json;
 use crate::config::{BuildCtx, component::SourceConfig};
 use crate::expr::JsonPath;
 use crate::runtime::{Fatal, Record, RunCtx, Source};
@@ -114,7 +114,7 @@ impl FileSource {
             if buf.trim().is_empty() {
                 continue;
             }
-            let value = parse::from_str(&buf).unwrap_or_else(|e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}));
+            let value = json::from_str(&buf).unwrap_or_else(|e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}));
             batch.push(self.record(value));
             last_line = self.line;
         }

@@ -1,9 +1,8 @@
-//! JSON text to `serde_json::Value`, as `serde_json::from_str` does it, with objects built at
-//! their final size.
+//! JSON text to `serde_json::Value`, as `serde_json::from_str` does it, only cheaper.
 //!
-//! `serde_json` inserts an object's entries one by one into an empty map, which grows (and
-//! rehashes its index) two or three times for a typical record. Here an object's entries are
-//! first collected in a reused buffer and the map is then built with the right capacity; the
+//! `serde_json` inserts an object's entries one by one into an empty map, which grows
+//! (and rehashes its index) two or three times for a typical record. Here an object's entries
+//! are first collected in a reused buffer and the map is then built with the right capacity; the
 //! result, duplicate keys included (the last value wins, at the first key's position), and the
 //! errors are `serde_json`'s.
 
