@@ -1,8 +1,18 @@
 //! The filter library the integrations need, on top of minijinja's builtins
 //! (`first`, `join`, `default`, `lower`, `trim`, ...).
+//!
+//! Each filter is implemented once, on JSON values (the [`core`] functions). The native template
+//! evaluator (`native.rs`) calls them directly on the record's JSON; the filters registered with
+//! minijinja are thin wrappers that hand them the JSON behind a template value, so both ways of
+//! evaluating a template give the same results and the same error messages.
 
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
+use serde_json::Value as Json;
+
+use std::sync::Arc;
+
+use super::json_object::{as_json, scalar_value, to_json, to_value};
 
 /// Names of our own filters, for the "unknown filter" check.
 pub const CUSTOM: &[&str] = &[
@@ -20,16 +30,29 @@ pub const CUSTOM: &[&str] = &[
 ];
 
 pub fn register(env: &mut Environment<'static>) {
-    env.add_filter("phone", phone);
-    env.add_filter("date", date);
+    env.add_filter("phone", |v: Value| wrap1(&v, core::phone));
+    env.add_filter("date", |v: Value| wrap1(&v, core::date));
     env.add_filter("datetime", datetime);
-    env.add_filter("money", money);
-    env.add_filter("lookup", lookup);
-    env.add_filter("map_values", map_values);
-    env.add_filter("flatten", flatten);
-    env.add_filter("unique_list", unique_list);
-    env.add_filter("compact", compact);
-    env.add_filter("to_number", to_number);
+    env.add_filter("money", |v: Value| wrap1(&v, core::money));
+    env.add_filter("lookup", |v: Value, map: Value, default: Option<Value>| {
+        with_json(&v, |v| {
+            with_json(&map, |map| match &default {
+                Some(d) => with_json(d, |d| core::lookup(v, map, d)),
+                None => core::lookup(v, map, None),
+            })
+        })
+        .map(from_json)
+        .map_err(invalid)
+    });
+    env.add_filter("map_values", |v: Value, map: Value| {
+        with_json(&v, |v| with_json(&map, |map| core::map_values(v, map)))
+            .map(from_json)
+            .map_err(invalid)
+    });
+    env.add_filter("flatten", |v: Value| wrap1(&v, core::flatten));
+    env.add_filter("unique_list", |v: Value| wrap1(&v, core::unique_list));
+    env.add_filter("compact", |v: Value| wrap1(&v, core::compact));
+    env.add_filter("to_number", |v: Value| wrap1(&v, core::to_number));
     env.add_filter("match_rules", match_rules);
     // Bitrix24 leaves out empty fields, so the builtins that would stop at a missing value
     // (`source.PHONE | first | attr('VALUE')`) treat it as nothing instead.
@@ -105,16 +128,7 @@ fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
         return Ok(Value::from(s));
     }
     let sep = sep.unwrap_or_default();
-    let parts: Vec<String> = v
-        .try_iter()?
-        .map(|x| {
-            if absent(&x) {
-                String::new()
-            } else {
-                x.to_string()
-            }
-        })
-        .collect();
+    let parts: Vec<String> = v.try_iter()?.map(|x| x.to_string()).collect();
     Ok(Value::from(parts.join(&sep)))
 }
 
@@ -133,6 +147,31 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
 
+/// Run `f` on the JSON behind a template value: borrowed when the value is a view into a record
+/// or the settings, converted otherwise; undefined is `None`.
+fn with_json<R>(v: &Value, f: impl FnOnce(Option<&Json>) -> R) -> R {
+    if v.is_undefined() {
+        return f(None);
+    }
+    match as_json(v) {
+        Some(json) => f(Some(json)),
+        None => f(Some(&to_json(v))),
+    }
+}
+
+/// A filter's JSON result as a template value (lists and objects as views, like record fields).
+fn from_json(v: Json) -> Value {
+    match v {
+        Json::String(s) => Value::from(s),
+        Json::Array(_) | Json::Object(_) => to_value(&Arc::new(v)),
+        scalar => scalar_value(&scalar).expect("a scalar"),
+    }
+}
+
+fn wrap1(v: &Value, f: fn(Option<&Json>) -> Result<Json, String>) -> Result<Value, Error> {
+    with_json(v, f).map(from_json).map_err(invalid)
+}
+
 fn is_empty(v: &Value) -> bool {
     v.is_undefined() || v.is_none() || v.as_str().is_some_and(|s| s.trim().is_empty())
 }
@@ -140,23 +179,21 @@ fn is_empty(v: &Value) -> bool {
 /// Phone to `7XXXXXXXXXX`: digits only, a leading 8 becomes 7, ten digits get a 7 in front;
 /// anything else is an error (a wrong number must not reach another system).
 pub fn normalize_phone(raw: &str) -> Result<String, String> {
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        11 if digits.starts_with('7') => Ok(digits),
-        11 if digits.starts_with('8') => Ok(format!("7{}", &digits[1..])),
-        10 => Ok(format!("7{digits}")),
+    // Room for a leading 7; ASCII digits are single bytes, never part of another character.
+    let mut digits = String::with_capacity(11);
+    digits.push('7');
+    digits.extend(raw.bytes().filter(u8::is_ascii_digit).map(char::from));
+    match &digits.as_bytes()[1..] {
+        [first @ (b'7' | b'8'), ..] if digits.len() == 12 => {
+            // 7XXXXXXXXXX stays, 8XXXXXXXXXX becomes 7XXXXXXXXXX: drop one of the leading two.
+            digits.remove(if *first == b'7' { 0 } else { 1 });
+            Ok(digits)
+        }
+        _ if digits.len() == 11 => Ok(digits),
         _ => Err(format!(
             "invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8"
         )),
     }
-}
-
-fn phone(v: Value) -> Result<Value, Error> {
-    if is_empty(&v) {
-        return Ok(Value::from(()));
-    }
-    let text = v.to_string();
-    normalize_phone(&text).map(Value::from).map_err(invalid)
 }
 
 /// `2014-11-26T03:00:00+03:00` -> `2014-11-26`: the calendar date as written, in its own offset
@@ -164,7 +201,7 @@ fn phone(v: Value) -> Result<Value, Error> {
 pub fn iso_date(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
-        return Ok(dt.date_naive().format("%Y-%m-%d").to_string());
+        return Ok(ymd(dt.date_naive()));
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
         if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(raw, fmt) {
@@ -179,13 +216,6 @@ pub fn iso_date(raw: &str) -> Result<String, String> {
     Err(format!(
         "invalid date \"{raw}\": expected ISO 8601 such as 2020-12-13T03:00:00+03:00"
     ))
-}
-
-fn date(v: Value) -> Result<Value, Error> {
-    if is_empty(&v) {
-        return Ok(Value::from(()));
-    }
-    iso_date(&v.to_string()).map(Value::from).map_err(invalid)
 }
 
 /// A date-time reformatted with a strftime pattern (default ISO 8601 with offset).
@@ -207,8 +237,59 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     ))
 }
 
+/// `%Y-%m-%d` without chrono's format machinery (parsing the pattern on every call).
+fn ymd(d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    if !(0..=9999).contains(&d.year()) {
+        return d.format("%Y-%m-%d").to_string();
+    }
+    let mut out = String::with_capacity(10);
+    for (n, width) in [(d.year() as u32, 4), (d.month(), 2), (d.day(), 2)] {
+        if width == 2 {
+            out.push('-');
+        }
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+        }
+    }
+    out
+}
+
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
 pub fn format_money(raw: &str) -> Result<String, String> {
+    match exact_money(raw.trim()) {
+        Some(text) => Ok(text),
+        None => format_money_float(raw),
+    }
+}
+
+/// `1001`, `-5`, `8700.5`, `300,25`: a decimal with at most two fraction digits and at most 15
+/// digits in all comes back unchanged from the trip through f64, so what `format_money_float`
+/// prints is the text itself padded to two decimals; this skips the float formatting.
+fn exact_money(s: &str) -> Option<String> {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match body.find(['.', ',']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let int_ok =
+        (1..=13).contains(&int.len()) && digits(int) && (int == "0" || !int.starts_with('0'));
+    let frac_ok = frac.is_none_or(|f| (1..=2).contains(&f.len()) && digits(f));
+    if !int_ok || !frac_ok {
+        return None;
+    }
+    let frac = frac.unwrap_or("");
+    let mut out = String::with_capacity(s.len() + 3);
+    out.push_str(&s[..s.len() - body.len()]);
+    out.push_str(int);
+    out.push('.');
+    out.push_str(frac);
+    out.push_str(&"00"[frac.len()..]);
+    Some(out)
+}
+
+fn format_money_float(raw: &str) -> Result<String, String> {
     let n: f64 = raw
         .trim()
         .replace(',', ".")
@@ -221,33 +302,6 @@ pub fn format_money(raw: &str) -> Result<String, String> {
     Ok(format!("{n:.2}"))
 }
 
-fn money(v: Value) -> Result<Value, Error> {
-    if is_empty(&v) {
-        return Ok(Value::from(()));
-    }
-    format_money(&v.to_string())
-        .map(Value::from)
-        .map_err(invalid)
-}
-
-fn to_number(v: Value) -> Result<Value, Error> {
-    if is_empty(&v) {
-        return Ok(Value::from(()));
-    }
-    if matches!(v.kind(), ValueKind::Number) {
-        return Ok(v);
-    }
-    let text = v.to_string();
-    if let Ok(i) = text.trim().parse::<i64>() {
-        return Ok(Value::from(i));
-    }
-    text.trim()
-        .replace(',', ".")
-        .parse::<f64>()
-        .map(Value::from)
-        .map_err(|_| invalid(format!("not a number: \"{text}\"")))
-}
-
 fn key_of(v: &Value) -> String {
     match v.as_str() {
         Some(s) => s.to_string(),
@@ -255,83 +309,199 @@ fn key_of(v: &Value) -> String {
     }
 }
 
-/// One value through a value map (`settings.payment_methods`); unknown -> `default` or none.
-fn lookup(v: Value, map: Value, default: Option<Value>) -> Result<Value, Error> {
-    if map.kind() != ValueKind::Map {
-        return Err(invalid(
-            "lookup expects a mapping, e.g. lookup(settings.branches)",
-        ));
-    }
-    let found = map.get_item(&Value::from(key_of(&v)))?;
-    Ok(if found.is_undefined() {
-        default.unwrap_or(Value::from(()))
-    } else {
-        found
-    })
-}
+/// The filters on JSON values. An input of `None` is an undefined value (a missing field);
+/// `Some(Json::Null)` is none. Text of a non-string value is what a template would print for it.
+pub mod core {
+    use std::borrow::Cow;
+    use std::sync::Arc;
 
-/// Every element of a list (or a single value) through a value map, unknown ones dropped.
-fn map_values(v: Value, map: Value) -> Result<Value, Error> {
-    if map.kind() != ValueKind::Map {
-        return Err(invalid(
-            "map_values expects a mapping, e.g. map_values(settings.products)",
-        ));
-    }
-    let items: Vec<Value> = if is_empty(&v) {
-        vec![]
-    } else if matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
-        v.try_iter()?.collect()
-    } else {
-        vec![v]
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let found = map.get_item(&Value::from(key_of(&item)))?;
-        if !found.is_undefined() && !found.is_none() {
-            out.push(found);
+    use serde_json::Value as Json;
+
+    use super::super::json_object::{member, scalar_value, to_value};
+    use super::{format_money, iso_date, normalize_phone};
+
+    /// Missing, none, or blank text: a filter turns it into none (or an empty list).
+    pub fn is_empty(v: Option<&Json>) -> bool {
+        match v {
+            None | Some(Json::Null) => true,
+            Some(Json::String(s)) => s.chars().all(char::is_whitespace),
+            _ => false,
         }
     }
-    Ok(Value::from(out))
-}
 
-/// Lists of lists into one list.
-fn flatten(v: Value) -> Result<Value, Error> {
-    let mut out = Vec::new();
-    if is_empty(&v) {
-        return Ok(Value::from(out));
-    }
-    for item in v.try_iter()? {
-        if matches!(item.kind(), ValueKind::Seq | ValueKind::Iterable) {
-            out.extend(item.try_iter()?);
-        } else {
-            out.push(item);
+    /// The value as text, as a template prints it (`None` for null, `True` for true).
+    pub fn text(v: &Json) -> Cow<'_, str> {
+        match v {
+            Json::String(s) => Cow::Borrowed(s),
+            Json::Number(n) if n.is_i64() => Cow::Owned(n.to_string()),
+            Json::Null | Json::Bool(_) | Json::Number(_) => {
+                Cow::Owned(scalar_value(v).expect("a scalar").to_string())
+            }
+            // Rare (and only seen in error messages): print it the way the template engine does.
+            Json::Array(_) | Json::Object(_) => {
+                Cow::Owned(to_value(&Arc::new(v.clone())).to_string())
+            }
         }
     }
-    Ok(Value::from(out))
-}
 
-/// Distinct values, first occurrence order kept.
-fn unique_list(v: Value) -> Result<Value, Error> {
-    let mut out: Vec<Value> = Vec::new();
-    if is_empty(&v) {
-        return Ok(Value::from(out));
+    /// The key a value is looked up by in a value map; undefined is the empty key.
+    pub fn key_of(v: Option<&Json>) -> Cow<'_, str> {
+        v.map(text).unwrap_or(Cow::Borrowed(""))
     }
-    for item in v.try_iter()? {
-        if !out.contains(&item) {
-            out.push(item);
+
+    /// The items of an iterable value: a list's elements, a text's characters, an object's keys.
+    pub fn items(v: &Json) -> Result<Cow<'_, [Json]>, String> {
+        Ok(match v {
+            Json::Array(a) => Cow::Borrowed(a.as_slice()),
+            Json::String(s) => Cow::Owned(s.chars().map(|c| Json::String(c.to_string())).collect()),
+            Json::Object(m) => Cow::Owned(m.keys().map(|k| Json::String(k.clone())).collect()),
+            Json::Null => Cow::Owned(vec![]),
+            _ => {
+                return Err(scalar_value(v)
+                    .expect("a scalar")
+                    .try_iter()
+                    .err()
+                    .map(|e| super::super::template::error_text(&e))
+                    .unwrap_or_default());
+            }
+        })
+    }
+
+    fn text_filter(
+        v: Option<&Json>,
+        f: fn(&str) -> Result<String, String>,
+    ) -> Result<Json, String> {
+        match v {
+            Some(v) if !is_empty(Some(v)) => f(&text(v)).map(Json::String),
+            _ => Ok(Json::Null),
         }
     }
-    Ok(Value::from(out))
-}
 
-/// A list without empty elements.
-fn compact(v: Value) -> Result<Value, Error> {
-    if is_empty(&v) {
-        return Ok(Value::from(Vec::<Value>::new()));
+    /// `phone`: see [`normalize_phone`].
+    pub fn phone(v: Option<&Json>) -> Result<Json, String> {
+        text_filter(v, normalize_phone)
     }
-    Ok(Value::from(
-        v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>(),
-    ))
+
+    /// `date`: see [`iso_date`].
+    pub fn date(v: Option<&Json>) -> Result<Json, String> {
+        text_filter(v, iso_date)
+    }
+
+    /// `money`: see [`format_money`].
+    pub fn money(v: Option<&Json>) -> Result<Json, String> {
+        text_filter(v, format_money)
+    }
+
+    /// `to_number`: numbers stay, text is parsed (`"12"` -> 12, `"1,5"` -> 1.5).
+    pub fn to_number(v: Option<&Json>) -> Result<Json, String> {
+        let Some(v) = v.filter(|v| !is_empty(Some(v))) else {
+            return Ok(Json::Null);
+        };
+        if v.is_number() {
+            return Ok(v.clone());
+        }
+        let text = text(v);
+        if let Ok(i) = text.trim().parse::<i64>() {
+            return Ok(Json::from(i));
+        }
+        text.trim()
+            .replace(',', ".")
+            .parse::<f64>()
+            .map(Json::from)
+            .map_err(|_| format!("not a number: \"{text}\""))
+    }
+
+    /// `lookup(map, default)`: one value through a value map (`settings.payment_methods`);
+    /// unknown -> `default` or none.
+    pub fn lookup(
+        v: Option<&Json>,
+        map: Option<&Json>,
+        default: Option<&Json>,
+    ) -> Result<Json, String> {
+        let Some(Json::Object(map)) = map else {
+            return Err("lookup expects a mapping, e.g. lookup(settings.branches)".into());
+        };
+        Ok(match member(map, &key_of(v)) {
+            Some(found) => found.clone(),
+            None => default.cloned().unwrap_or(Json::Null),
+        })
+    }
+
+    /// `map_values(map)`: every element of a list (or a single value) through a value map,
+    /// unknown ones dropped.
+    pub fn map_values(v: Option<&Json>, map: Option<&Json>) -> Result<Json, String> {
+        let Some(Json::Object(map)) = map else {
+            return Err("map_values expects a mapping, e.g. map_values(settings.products)".into());
+        };
+        let items: &[Json] = match v {
+            _ if is_empty(v) => &[],
+            Some(Json::Array(a)) => a,
+            Some(one) => std::slice::from_ref(one),
+            None => &[],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match member(map, &text(item)) {
+                None | Some(Json::Null) => {}
+                Some(found) => out.push(found.clone()),
+            }
+        }
+        Ok(Json::Array(out))
+    }
+
+    /// `flatten`: lists of lists into one list.
+    pub fn flatten(v: Option<&Json>) -> Result<Json, String> {
+        let mut out = Vec::new();
+        if let Some(v) = v.filter(|v| !is_empty(Some(v))) {
+            for item in items(v)?.iter() {
+                match item {
+                    Json::Array(inner) => out.extend(inner.iter().cloned()),
+                    other => out.push(other.clone()),
+                }
+            }
+        }
+        Ok(Json::Array(out))
+    }
+
+    /// Equality as templates see it (`1 == 1.0`), with a fast path for text.
+    fn same(a: &Json, b: &Json) -> bool {
+        match (a, b) {
+            (Json::String(a), Json::String(b)) => a == b,
+            (Json::String(_), _) | (_, Json::String(_)) => false,
+            _ => template_value(a) == template_value(b),
+        }
+    }
+
+    fn template_value(v: &Json) -> minijinja::Value {
+        scalar_value(v).unwrap_or_else(|| to_value(&Arc::new(v.clone())))
+    }
+
+    /// `unique_list`: distinct values, first occurrence order kept.
+    pub fn unique_list(v: Option<&Json>) -> Result<Json, String> {
+        let mut out: Vec<Json> = Vec::new();
+        if let Some(v) = v.filter(|v| !is_empty(Some(v))) {
+            for item in items(v)?.iter() {
+                if !out.iter().any(|seen| same(seen, item)) {
+                    out.push(item.clone());
+                }
+            }
+        }
+        Ok(Json::Array(out))
+    }
+
+    /// `compact`: a list without empty elements.
+    pub fn compact(v: Option<&Json>) -> Result<Json, String> {
+        let Some(v) = v.filter(|v| !is_empty(Some(v))) else {
+            return Ok(Json::Array(vec![]));
+        };
+        Ok(Json::Array(
+            items(v)?
+                .iter()
+                .filter(|x| !is_empty(Some(x)))
+                .cloned()
+                .collect(),
+        ))
+    }
 }
 
 /// The values of a fact as strings (a list, or one value; empty is none).
@@ -410,6 +580,60 @@ mod tests {
         assert_eq!(iso_date("2009-11-29T00:00:00+03:00").unwrap(), "2009-11-29");
         assert_eq!(iso_date("2020-12-22").unwrap(), "2020-12-22");
         assert!(iso_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn exact_money_and_dates_print_like_the_general_formatting() {
+        let mut inputs: Vec<String> = [
+            "0",
+            "-0",
+            "7",
+            "1001",
+            "-5",
+            "8700.5",
+            "300,25",
+            "0.05",
+            "-0.5",
+            "1.005",
+            "2.675",
+            "007",
+            "1e3",
+            "1.",
+            ".5",
+            "+5",
+            "1,234.5",
+            "9999999999999.99",
+            "99999999999999",
+            "12 000",
+            "-",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 12345;
+        for _ in 0..20000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let int = (x >> 20) % 10u64.pow((x % 14) as u32).max(1);
+            inputs.push(match x % 4 {
+                0 => format!("{int}"),
+                1 => format!("{int}.{}", (x >> 8) % 10),
+                2 => format!("-{int},{:02}", (x >> 8) % 100),
+                _ => format!("{int}.{:02}", (x >> 8) % 100),
+            });
+        }
+        for s in &inputs {
+            if let Some(fast) = exact_money(s) {
+                assert_eq!(Ok(fast), format_money_float(s), "{s}");
+            }
+        }
+        assert!(exact_money("300,25").is_some() && exact_money("1e3").is_none());
+        for days in (-800_000..3_000_000).step_by(997) {
+            let d = chrono::NaiveDate::from_num_days_from_ce_opt(days).unwrap();
+            assert_eq!(ymd(d), d.format("%Y-%m-%d").to_string());
+        }
     }
 
     #[test]

@@ -43,19 +43,34 @@ pub fn to_value(root: &Arc<Json>) -> Value {
 
 fn to_value_in(root: &Arc<Json>, value: &Json) -> Value {
     match value {
-        Json::Null => Value::from(()),
-        Json::Bool(b) => Value::from(*b),
-        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Value::from(i),
-            (None, Some(f)) => Value::from(f),
-            _ => Value::from(n.to_string()),
-        },
-        Json::String(s) => Value::from(s.as_str()),
         Json::Array(_) | Json::Object(_) => Value::from_object(JsonView {
             root: root.clone(),
             at: NonNull::from(value),
         }),
+        _ => scalar_value(value).expect("a scalar"),
     }
+}
+
+/// The template value of a JSON scalar (`None` for arrays and objects).
+pub fn scalar_value(value: &Json) -> Option<Value> {
+    Some(match value {
+        Json::Null => Value::from(()),
+        Json::Bool(b) => Value::from(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::from(i),
+            // Above i64::MAX: keep the exact integer rather than rounding it to a float.
+            (None, Some(u), _) => Value::from(u),
+            (None, None, Some(f)) => Value::from(f),
+            _ => Value::from(n.to_string()),
+        },
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Array(_) | Json::Object(_) => return None,
+    })
+}
+
+/// The JSON behind a template value that is a view into a shared document (no copy).
+pub fn as_json(value: &Value) -> Option<&Json> {
+    value.downcast_object_ref::<JsonView>().map(JsonView::get)
 }
 
 impl Object for JsonView {
@@ -68,7 +83,7 @@ impl Object for JsonView {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match self.get() {
-            Json::Object(map) => map.get(key.as_str()?).map(|v| self.child(v)),
+            Json::Object(map) => member(map, key.as_str()?).map(|v| self.child(v)),
             Json::Array(items) => {
                 let idx = i64::try_from(key.clone()).ok()?;
                 let idx = if idx < 0 {
@@ -107,4 +122,14 @@ pub fn to_json(value: &Value) -> Json {
         return Json::Null;
     }
     serde_json::to_value(value).unwrap_or(Json::Null)
+}
+
+/// A member of a JSON object. Objects are index maps hashed with SipHash; for a small one
+/// (most records and value maps) comparing the keys in turn is several times cheaper.
+pub fn member<'a>(map: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a Json> {
+    if map.len() <= 16 {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
+    }
 }

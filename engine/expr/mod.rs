@@ -3,6 +3,7 @@
 
 pub mod filters;
 pub mod json_object;
+pub mod native;
 pub mod path;
 pub mod template;
 

@@ -12,11 +12,21 @@ use crate::config::de::capture_node;
 use crate::config::diag::Diagnostic;
 use crate::config::load;
 use crate::config::node::Node;
+use crate::expr::json_object::member;
 
 #[derive(Clone)]
 pub struct JsonPath {
     source: Arc<str>,
     query: Arc<JpQuery>,
+    /// `$.EMAIL[0].VALUE`: names and indexes only, so at most one match, found by walking the
+    /// document instead of running the query engine (which allocates per step).
+    simple: Option<Arc<[Step]>>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Step {
+    Name(String),
+    Index(i64),
 }
 
 impl std::fmt::Debug for JsonPath {
@@ -32,6 +42,7 @@ impl JsonPath {
             Ok(q) => Ok(JsonPath {
                 source: source.into(),
                 query: Arc::new(q),
+                simple: simple_steps(source).map(Into::into),
             }),
             Err(e) => {
                 let text = e.to_string();
@@ -49,6 +60,9 @@ impl JsonPath {
 
     /// Every match, in document order.
     pub fn all<'a>(&self, value: &'a Json) -> Vec<&'a Json> {
+        if let Some(steps) = &self.simple {
+            return walk(value, steps).into_iter().collect();
+        }
         js_path_process(&self.query, value)
             .map(|hits| hits.into_iter().map(|q| q.val()).collect())
             .unwrap_or_default()
@@ -56,8 +70,72 @@ impl JsonPath {
 
     /// The first match, if any.
     pub fn first<'a>(&self, value: &'a Json) -> Option<&'a Json> {
-        self.all(value).into_iter().next()
+        match &self.simple {
+            Some(steps) => walk(value, steps),
+            None => self.all(value).into_iter().next(),
+        }
     }
+}
+
+/// The steps of a path made only of `.name`, `['name']` and `[index]` selectors; `None` for
+/// anything else (wildcards, slices, filters, descendants, escapes), which the query engine runs.
+fn simple_steps(source: &str) -> Option<Vec<Step>> {
+    let mut rest = source.strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            let ident = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ident {
+                return None;
+            }
+            steps.push(Step::Name(name.to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let inner = &r[..end];
+            let quoted = ['\'', '"']
+                .iter()
+                .find_map(|q| inner.strip_prefix(*q)?.strip_suffix(*q));
+            match quoted {
+                Some(name) if !name.contains(['\\', '\'', '"']) => {
+                    steps.push(Step::Name(name.to_string()))
+                }
+                Some(_) => return None,
+                None => {
+                    // RFC 9535 integers: no leading zeros, no `+`, no `-0`.
+                    let digits = inner.strip_prefix('-').unwrap_or(inner);
+                    let canonical = !digits.is_empty()
+                        && digits.chars().all(|c| c.is_ascii_digit())
+                        && (digits == "0" || !digits.starts_with('0'))
+                        && inner != "-0";
+                    if !canonical {
+                        return None;
+                    }
+                    steps.push(Step::Index(inner.parse().ok()?));
+                }
+            }
+            rest = &r[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(steps)
+}
+
+/// A name selects a member of an object, an index an element of an array (negative from the
+/// end); anything else selects nothing (RFC 9535).
+fn walk<'a>(value: &'a Json, steps: &[Step]) -> Option<&'a Json> {
+    steps.iter().try_fold(value, |at, step| match (at, step) {
+        (Json::Object(m), Step::Name(n)) => member(m, n),
+        (Json::Array(items), Step::Index(i)) => {
+            let i = if *i < 0 { items.len() as i64 + i } else { *i };
+            usize::try_from(i).ok().and_then(|i| items.get(i))
+        }
+        _ => None,
+    })
 }
 
 /// pest reports ` --> line:col`; take the column (1-based) and make it 0-based.
@@ -140,6 +218,57 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    /// Simple paths are walked directly; the answers are the query engine's.
+    #[test]
+    fn simple_paths_match_the_query_engine() {
+        let doc = json!({"ID": "7", "a": {"b": [10, {"c": null}, [1, 2]]}, "x y": 1, "EMAIL": [{"VALUE": "e@x"}], "n": 5});
+        let docs = [
+            doc.clone(),
+            json!([1, 2, 3]),
+            json!(null),
+            json!({"a": "text"}),
+        ];
+        for source in [
+            "$",
+            "$.ID",
+            "$.a.b[0]",
+            "$.a.b[1].c",
+            "$.a.b[-1][1]",
+            "$.a.b[-4]",
+            "$.a.b[7]",
+            "$['x y']",
+            "$[\"ID\"]",
+            "$.EMAIL[0].VALUE",
+            "$.missing.deeper",
+            "$.ID[0]",
+            "$.n.x",
+            "$[0]",
+            "$[-1]",
+            "$.a['b'][2][0]",
+            "$.a.b[*]",
+            "$..c",
+            "$.a.b[0:2]",
+            "$[?@.ID]",
+            "$['a\\'b']",
+            "$['a]b']",
+        ] {
+            let p = JsonPath::compile(source).unwrap();
+            let mut q = p.clone();
+            q.simple = None;
+            for d in &docs {
+                assert_eq!(p.all(d), q.all(d), "{source} on {d}");
+                assert_eq!(p.first(d), q.first(d), "{source} on {d}");
+            }
+        }
+        assert!(
+            JsonPath::compile("$.EMAIL[0].VALUE")
+                .unwrap()
+                .simple
+                .is_some()
+        );
+        assert!(JsonPath::compile("$.a.b[*]").unwrap().simple.is_none());
     }
 
     #[test]

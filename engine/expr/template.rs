@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
 use super::json_object::to_json;
+use super::native::{self, Fail, truthy};
 use super::{Scope, filters};
 use crate::config::de::capture_node;
 use crate::config::diag::{Diagnostic, unknown_message};
@@ -83,9 +84,12 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 enum Compiled {
     Literal(Json),
-    /// `{{ source.A.B[0] }}`: read straight from the record's JSON, no template machinery.
-    Lookup(String, Vec<Segment>, Expression<'static, 'static>),
+    /// `{{ source.PHONE | first | attr('VALUE') | phone }}`: evaluated natively on the record's
+    /// JSON (see `native.rs`); the expression is the VM fallback for inputs the chain leaves to it.
+    Native(native::Chain, Expression<'static, 'static>),
     Expr(Expression<'static, 'static>),
+    /// `{{ source.LAST_NAME }} {{ source.NAME }}`: rendered natively, with the VM as fallback.
+    NativeText(native::Text, minijinja::Template<'static, 'static>),
     Text(minijinja::Template<'static, 'static>),
 }
 
@@ -140,16 +144,19 @@ impl Template {
             let e = ENV
                 .compile_expression_owned(expr.to_string())
                 .map_err(|e| vec![syntax_error(source, &e, offset)])?;
-            match plain_lookup(expr) {
-                Some((root, path)) => Compiled::Lookup(root, path, e),
+            match native::compile_expr(expr) {
+                Some(chain) => Compiled::Native(chain, e),
                 None => Compiled::Expr(e),
             }
         } else if source.contains("{{") || source.contains("{%") {
             let leaked: &'static str = Box::leak(source.to_string().into_boxed_str());
-            Compiled::Text(
-                ENV.template_from_str(leaked)
-                    .map_err(|e| vec![syntax_error(source, &e, 0)])?,
-            )
+            let t = ENV
+                .template_from_str(leaked)
+                .map_err(|e| vec![syntax_error(source, &e, 0)])?;
+            match native::compile_text(source) {
+                Some(text) => Compiled::NativeText(text, t),
+                None => Compiled::Text(t),
+            }
         } else {
             return Ok(Template(Arc::new(Inner {
                 source: source.into(),
@@ -158,8 +165,8 @@ impl Template {
         };
         let mut errors = unknown_filters(source);
         let vars = match &compiled {
-            Compiled::Expr(e) | Compiled::Lookup(_, _, e) => e.undeclared_variables(true),
-            Compiled::Text(t) => t.undeclared_variables(true),
+            Compiled::Expr(e) | Compiled::Native(_, e) => e.undeclared_variables(true),
+            Compiled::Text(t) | Compiled::NativeText(_, t) => t.undeclared_variables(true),
             Compiled::Literal(_) => Default::default(),
         };
         errors.extend(unknown_variables(
@@ -178,25 +185,42 @@ impl Template {
         }
     }
 
-    /// Evaluate to a typed JSON value.
+    /// Evaluate to a typed JSON value: natively when the template and the scope allow it,
+    /// otherwise (or when the native evaluation leaves this input to it) with the template VM.
     pub fn eval(&self, scope: &Value) -> Result<Json, String> {
+        let native = scope.downcast_object_ref::<Scope>();
+        let result = match (&self.0.compiled, native) {
+            (Compiled::Literal(v), _) => return Ok(v.clone()),
+            (Compiled::Native(chain, _), Some(s)) => chain.eval(s),
+            (Compiled::NativeText(text, _), Some(s)) => text.render(s).map(Json::String),
+            _ => Err(Fail::Vm),
+        };
+        match result {
+            Ok(v) => Ok(v),
+            Err(Fail::Error(e)) => Err(e),
+            Err(Fail::Vm) => self.eval_vm(scope),
+        }
+    }
+
+    /// Evaluate natively only (`Err(Fail::Vm)`: this template or input is left to the VM).
+    #[cfg(test)]
+    fn eval_native(&self, scope: &Scope) -> Result<Json, Fail> {
+        match &self.0.compiled {
+            Compiled::Native(chain, _) => chain.eval(scope),
+            Compiled::NativeText(text, _) => text.render(scope).map(Json::String),
+            _ => Err(Fail::Vm),
+        }
+    }
+
+    /// Evaluate with the template VM only.
+    fn eval_vm(&self, scope: &Value) -> Result<Json, String> {
         match &self.0.compiled {
             Compiled::Literal(v) => Ok(v.clone()),
-            Compiled::Lookup(root, path, e) => match scope
-                .downcast_object_ref::<Scope>()
-                .and_then(|s| s.json(root))
-            {
-                Some(doc) => Ok(walk(doc, path).cloned().unwrap_or(Json::Null)),
-                None => e
-                    .eval(scope.clone())
-                    .map(|v| to_json(&v))
-                    .map_err(|e| error_text(&e)),
-            },
-            Compiled::Expr(e) => e
+            Compiled::Expr(e) | Compiled::Native(_, e) => e
                 .eval(scope.clone())
                 .map(|v| to_json(&v))
                 .map_err(|e| error_text(&e)),
-            Compiled::Text(t) => t
+            Compiled::Text(t) | Compiled::NativeText(_, t) => t
                 .render(scope.clone())
                 .map(Json::String)
                 .map_err(|e| error_text(&e)),
@@ -216,75 +240,18 @@ impl Template {
     pub fn test(&self, scope: &Value) -> Result<bool, String> {
         match &self.0.compiled {
             Compiled::Literal(v) => Ok(truthy(v)),
-            Compiled::Lookup(..) => self.eval(scope).map(|v| truthy(&v)),
+            Compiled::Native(..) => self.eval(scope).map(|v| truthy(&v)),
             Compiled::Expr(e) => e
                 .eval(scope.clone())
                 .map(|v| v.is_true())
                 .map_err(|e| error_text(&e)),
-            Compiled::Text(t) => t
-                .render(scope.clone())
-                .map(|s| !matches!(s.trim(), "" | "false" | "False" | "0"))
-                .map_err(|e| error_text(&e)),
+            Compiled::Text(_) | Compiled::NativeText(..) => self.eval(scope).map(|s| {
+                !matches!(
+                    s.as_str().unwrap_or_default().trim(),
+                    "" | "false" | "False" | "0"
+                )
+            }),
         }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Segment {
-    Key(String),
-    Index(usize),
-}
-
-/// `source.PHONE[0].VALUE` -> ("source", [PHONE, 0, VALUE]); anything fancier is not a plain lookup.
-fn plain_lookup(expr: &str) -> Option<(String, Vec<Segment>)> {
-    let expr = expr.trim();
-    let is_ident = |s: &str| {
-        !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !s.starts_with(|c: char| c.is_ascii_digit())
-    };
-    let mut rest = expr;
-    let root_end = rest.find(['.', '[']).unwrap_or(rest.len());
-    let root = &rest[..root_end];
-    if !matches!(root, "source" | "record" | "steps" | "settings") {
-        return None;
-    }
-    rest = &rest[root_end..];
-    let mut path = Vec::new();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            if !is_ident(&r[..end]) {
-                return None;
-            }
-            path.push(Segment::Key(r[..end].to_string()));
-            rest = &r[end..];
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']')?;
-            path.push(Segment::Index(r[..end].trim().parse().ok()?));
-            rest = &r[end + 1..];
-        } else {
-            return None;
-        }
-    }
-    Some((root.to_string(), path))
-}
-
-fn walk<'a>(doc: &'a Json, path: &[Segment]) -> Option<&'a Json> {
-    path.iter().try_fold(doc, |at, seg| match seg {
-        Segment::Key(k) => at.get(k.as_str()),
-        Segment::Index(i) => at.get(*i),
-    })
-}
-
-fn truthy(v: &Json) -> bool {
-    match v {
-        Json::Null => false,
-        Json::Bool(b) => *b,
-        Json::Number(n) => n.as_f64() != Some(0.0),
-        Json::String(s) => !s.is_empty(),
-        Json::Array(a) => !a.is_empty(),
-        Json::Object(o) => !o.is_empty(),
     }
 }
 
@@ -486,14 +453,217 @@ mod tests {
         let t = Template::compile("{{ source.PHONE[0].VALUE }}", &roots(), &[])
             .ok()
             .unwrap();
-        assert!(matches!(t.0.compiled, Compiled::Lookup(..)));
+        assert!(matches!(t.0.compiled, Compiled::Native(..)));
         assert_eq!(t.eval(&scope).unwrap(), serde_json::json!("8 926"));
         let t = Template::compile("{{ source.MISSING.X }}", &roots(), &[])
             .ok()
             .unwrap();
         assert_eq!(t.eval(&scope).unwrap(), Json::Null);
-        assert!(plain_lookup("source.X | phone").is_none());
-        assert!(plain_lookup("source[settings.x]").is_none());
+        let t = Template::compile("{{ source.X ~ 'a' }}", &roots(), &[])
+            .ok()
+            .unwrap();
+        assert!(matches!(t.0.compiled, Compiled::Expr(..)));
+    }
+
+    fn scope_of(source: Json) -> Value {
+        let settings = serde_json::json!({
+            "products": {"404": "chess", "410": "online", "7": null, "true": "yes", "none": "NONE", "": "EMPTY"},
+            "field": "NAME", "index": 1, "flag": true,
+        });
+        Value::from_object(Scope {
+            source: Arc::new(source),
+            record: Arc::new(serde_json::json!({"x": 1})),
+            steps: Arc::new(serde_json::json!({"s": {"ID": "5"}})),
+            settings: Arc::new(settings),
+            run: Value::from(()),
+            outcome: Value::from(()),
+            error: Value::from(()),
+        })
+    }
+
+    /// The native evaluator gives what the template VM gives: values, none/undefined, errors.
+    #[test]
+    fn native_evaluation_equals_the_vm() {
+        let templates = [
+            // lookups
+            "{{ source.NAME }}",
+            "{{ source.PHONE[0].VALUE }}",
+            "{{ source.PHONE[-1].VALUE }}",
+            "{{ source.PHONE[5] }}",
+            "{{ source['NAME'] }}",
+            "{{ source[settings.field] }}",
+            "{{ source.PHONE[settings.index] }}",
+            "{{ source.MISSING }}",
+            "{{ source.MISSING.X }}",
+            "{{ source.NULLV.X }}",
+            "{{ source.NAME.X }}",
+            "{{ source.NAME[0] }}",
+            "{{ source.PHONE.VALUE }}",
+            "{{ source.NUM }}",
+            "{{ source.BIG }}",
+            "{{ source.FLOAT }}",
+            "{{ source.OBJ[0] }}",
+            "{{ source }}",
+            "{{ steps.s.ID }}",
+            "{{ record.x }}",
+            "{{ source[settings.MISSING] }}",
+            "{{ source[source.NUM] }}",
+            // our filters
+            "{{ source.PHONE | first | attr('VALUE') | phone }}",
+            "{{ source.NAME | phone }}",
+            "{{ source.NUM | phone }}",
+            "{{ source.V | phone }}",
+            "{{ source.V | date }}",
+            "{{ source.V | money }}",
+            "{{ source.V | to_number }}",
+            "{{ source.BIRTHDATE | date }}",
+            "{{ source.OPPORTUNITY | money }}",
+            "{{ source.V | map_values(settings.products) }}",
+            "{{ source.V | map_values(settings.MISSING) }}",
+            "{{ source.V | map_values({'404': 'x', '410': none}) }}",
+            "{{ source.V | map_values(source.NAME) }}",
+            "{{ source.V | lookup(settings.products) }}",
+            "{{ source.V | lookup(settings.products, 'other') }}",
+            "{{ source.V | lookup(settings.products, source.MISSING) }}",
+            "{{ source.V | lookup(settings.products, source.NULLV) }}",
+            "{{ source.V | lookup(source.V) }}",
+            "{{ source.V | lookup(settings.products, source.MISSING) | default('d') }}",
+            "{{ source.V | flatten }}",
+            "{{ source.V | unique_list }}",
+            "{{ source.V | compact }}",
+            "{{ source.V | flatten | unique_list | join(',') }}",
+            // builtins
+            "{{ source.V | first }}",
+            "{{ source.V | last }}",
+            "{{ source.V | attr('VALUE') }}",
+            "{{ source.V | trim }}",
+            "{{ source.V | lower }}",
+            "{{ source.V | upper }}",
+            "{{ source.V | string }}",
+            "{{ source.V | length }}",
+            "{{ source.V | default('x') }}",
+            "{{ source.V | default('x', true) }}",
+            "{{ source.V | default(settings.products) }}",
+            "{{ source.V | default }}",
+            "{{ source.V | default(source.MISSING) | default('y') }}",
+            "{{ source.V | join(', ') }}",
+            "{{ source.V | join }}",
+            "{{ source.V | first | first }}",
+            "{{ source.V | last | upper }}",
+            // text
+            "{{ source.LAST_NAME }} {{ source.NAME }}",
+            "Hi {{ source.MISSING }}!",
+            "{{ source.V }}",
+            "{{ source.V }}-{{ source.NUM }}-{{ source.FLOAT }}",
+            "{{- source.NAME }} x {{ source.NAME -}}  \n",
+            "a\n{{ source.NAME }}\n",
+            "[{{ source.V | map_values(settings.products) }}]",
+            "{{ source.PHONE | first | attr('VALUE') | phone }} ok",
+            "{{ source.V | phone }}/{{ source.V | first }}",
+            "{{ source.V | length }} items",
+        ];
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!(""),
+            serde_json::json!("  "),
+            serde_json::json!("Иван Петров "),
+            serde_json::json!("8 (926) 123-45-67"),
+            serde_json::json!("12345"),
+            serde_json::json!(9261234567i64),
+            serde_json::json!(0),
+            serde_json::json!(404),
+            serde_json::json!(7.5),
+            serde_json::json!(-3),
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!([]),
+            serde_json::json!([404, 410, 999]),
+            serde_json::json!(["404", 7, null]),
+            serde_json::json!([[1, 2], [2, 3], 4]),
+            serde_json::json!([1, 1.0, "1", true, null, "", " ", "x", "x"]),
+            serde_json::json!({"VALUE": "8 926 123 45 67", "TYPE": "WORK"}),
+            serde_json::json!({}),
+            serde_json::json!([{"VALUE": 1}]),
+            serde_json::json!("2014-11-26T03:00:00+03:00"),
+            serde_json::json!("26.11.2014"),
+            serde_json::json!("8700,5"),
+            serde_json::json!("1,5"),
+            serde_json::json!("nan"),
+            serde_json::json!(18446744073709551615u64),
+            serde_json::json!(1e100),
+            serde_json::json!("abc"),
+            serde_json::json!(["a", "b", "c"]),
+            serde_json::json!({"404": 1, "b": [1]}),
+        ];
+        let mut records = vec![
+            serde_json::json!({}),
+            serde_json::json!(null),
+            serde_json::json!("text"),
+        ];
+        for v in &values {
+            records.push(serde_json::json!({
+                "NAME": "Иван", "LAST_NAME": "Петров", "PHONE": [{"VALUE": "8 (926) 123-45-67"}, {"VALUE": "+7 926 1234567"}],
+                "NUM": 1, "BIG": 18446744073709551615u64, "FLOAT": 2.5, "NULLV": null, "OBJ": {"a": 1},
+                "BIRTHDATE": "2009-11-29T03:00:00+03:00", "OPPORTUNITY": "1001", "V": v,
+            }));
+        }
+        records.push(serde_json::json!({"PHONE": [], "OPPORTUNITY": "n/a", "BIRTHDATE": "yesterday", "NAME": 5}));
+        records.push(
+            serde_json::json!({"PHONE": [{"VALUE": "12345"}], "OPPORTUNITY": null, "NAME": ["a"]}),
+        );
+        records.push(
+            serde_json::json!({"PHONE": "8 926 123 45 67", "OPPORTUNITY": 9000, "NAME": {"a": 1}}),
+        );
+        records.push(serde_json::json!({"PHONE": [{"NO": 1}], "OPPORTUNITY": 9000.5}));
+        let (mut native, mut total) = (0, 0);
+        for source in templates {
+            let t = Template::compile(source, &roots(), &["s".into()])
+                .ok()
+                .unwrap();
+            assert!(
+                matches!(
+                    t.0.compiled,
+                    Compiled::Native(..) | Compiled::NativeText(..)
+                ),
+                "{source} is not native"
+            );
+            for record in &records {
+                let scope = scope_of(record.clone());
+                let vm = t.eval_vm(&scope);
+                let fast = t.eval_native(scope.downcast_object_ref::<Scope>().unwrap());
+                total += 1;
+                match fast {
+                    Err(Fail::Vm) => {}
+                    Ok(v) => {
+                        native += 1;
+                        assert_eq!(Ok(v), vm, "{source} on {record}");
+                    }
+                    Err(Fail::Error(e)) => {
+                        native += 1;
+                        assert_eq!(Err(e), vm, "{source} on {record}");
+                    }
+                }
+                assert_eq!(t.eval(&scope), vm, "{source} on {record}");
+                let vm_test = match &t.0.compiled {
+                    Compiled::Native(_, e) => e
+                        .eval(scope.clone())
+                        .map(|v| v.is_true())
+                        .map_err(|e| error_text(&e)),
+                    _ => vm.clone().map(|s| {
+                        !matches!(
+                            s.as_str().unwrap_or_default().trim(),
+                            "" | "false" | "False" | "0"
+                        )
+                    }),
+                };
+                assert_eq!(t.test(&scope), vm_test, "test of {source} on {record}");
+            }
+        }
+        // Most cases are answered natively; the rest are left to the VM on purpose.
+        assert!(
+            native * 4 > total * 3,
+            "only {native} of {total} evaluated natively"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use minijinja::value::Value;
 use serde_json::json;
 
 use super::journal::{Counts, Journal};
@@ -284,9 +285,15 @@ async fn write_through(
     selected: &[usize],
 ) -> Result<(), Fatal> {
     let sink = &labeled.sink;
-    let mut writes: Vec<Write> = Vec::new();
+    let mut writes: Vec<Write> = Vec::with_capacity(selected.len());
+    // Sinks that look at no template (a file sink writing the record) are spared the scope.
+    let needs_scope = sink.uses_scope();
     for &n in selected {
-        let scope = ctx.scope(&items[n]);
+        let scope = if needs_scope {
+            ctx.scope(&items[n])
+        } else {
+            Value::UNDEFINED
+        };
         match sink.prepare(&items[n], &scope) {
             Ok(Some(mut w)) => {
                 w.index = n;
@@ -335,12 +342,13 @@ async fn write_through(
         }
         return Ok(());
     }
-    let batch: Vec<Write> = fresh.iter().map(|(w, _)| w.clone()).collect();
+    let (batch, hashes): (Vec<Write>, Vec<String>) = fresh.into_iter().unzip();
     let results = sink.write(&batch, ctx).await?;
     let mut done = Vec::new();
-    for ((w, hash), result) in fresh.into_iter().zip(results) {
+    for ((w, hash), result) in batch.into_iter().zip(hashes).zip(results) {
         match result {
-            Ok(_) => done.push((scope.clone(), w.key.clone(), hash)),
+            Ok(_) if remember => done.push((scope.clone(), w.key, hash)),
+            Ok(_) => {}
             Err(reason) => items[w.index].fail(format!("{}: {}", labeled.label, redact(&reason))),
         }
     }

@@ -7,7 +7,7 @@ pub mod executor;
 pub mod journal;
 pub mod progress;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use minijinja::value::Value;
@@ -35,12 +35,14 @@ pub struct Record {
 
 impl Record {
     pub fn new(key: impl Into<String>, source: Json) -> Record {
+        // One shared empty `steps` object; `set_step_output` copies it on first write.
+        static NO_STEPS: LazyLock<Arc<Json>> = LazyLock::new(|| Arc::new(Json::Object(Map::new())));
         let source = Arc::new(source);
         Record {
             key: key.into(),
             data: source.clone(),
             source,
-            steps: Arc::new(Json::Object(Map::new())),
+            steps: NO_STEPS.clone(),
             cursor: None,
             fingerprint: None,
         }
@@ -252,6 +254,10 @@ pub trait Sink: Send + Sync {
     /// One line telling what the write would do (dry run).
     fn describe(&self, write: &Write) -> String {
         format!("write {} {}", write.key, write.payload)
+    }
+    /// Whether `prepare` evaluates templates; if not, it is handed an undefined scope.
+    fn uses_scope(&self) -> bool {
+        true
     }
     /// Whether a write identical to the last successful one for the same key is skipped.
     fn skip_unchanged(&self) -> bool {

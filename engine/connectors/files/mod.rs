@@ -1,5 +1,6 @@
 //! Local files: JSON Lines and CSV in, JSON Lines, CSV and stdout out.
 
+mod json;
 mod sink;
 mod source;
 

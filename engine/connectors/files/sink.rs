@@ -203,6 +203,10 @@ impl Sink for FileSink {
         format!("write record {}: {}", w.key, w.payload)
     }
 
+    fn uses_scope(&self) -> bool {
+        self.value.is_some()
+    }
+
     fn skip_unchanged(&self) -> bool {
         false
     }

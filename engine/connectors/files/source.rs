@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
+use super::json;
 use crate::config::{BuildCtx, component::SourceConfig};
 use crate::expr::JsonPath;
 use crate::runtime::{Fatal, Record, RunCtx, Source};
@@ -105,15 +106,21 @@ impl FileSource {
             Some(other) => other.to_string(),
             None => self.line.to_string(),
         };
-        let mut r = Record::new(key, value);
-        r.cursor = Some(json!({"line": self.line}));
-        r
+        Record::new(key, value)
+    }
+
+    /// The executor commits the cursor of a batch's last record; earlier ones need none.
+    fn set_cursor(batch: &mut [Record], line: u64) {
+        if let Some(last) = batch.last_mut() {
+            last.cursor = Some(json!({ "line": line }));
+        }
     }
 
     fn next_jsonl(&mut self) -> Result<Option<Vec<Record>>, Fatal> {
         let path = self.path.display().to_string();
         let mut batch = Vec::with_capacity(BATCH);
         let mut buf = String::new();
+        let mut last_line = self.line;
         while batch.len() < BATCH {
             buf.clear();
             let reader = self.reader.as_mut().expect("opened");
@@ -127,11 +134,13 @@ impl FileSource {
             if buf.trim().is_empty() {
                 continue;
             }
-            let value = serde_json::from_str::<Json>(&buf).unwrap_or_else(
+            let value = json::from_str(&buf).unwrap_or_else(
                 |e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}),
             );
             batch.push(self.record(value));
+            last_line = self.line;
         }
+        Self::set_cursor(&mut batch, last_line);
         Ok(if batch.is_empty() { None } else { Some(batch) })
     }
 
@@ -158,6 +167,7 @@ impl FileSource {
             self.line += 1;
             batch.push(self.record(value));
         }
+        Self::set_cursor(&mut batch, self.line);
         Ok(if batch.is_empty() { None } else { Some(batch) })
     }
 }

@@ -114,7 +114,8 @@ struct MapStep {
 fn is_empty(v: &Json) -> bool {
     match v {
         Json::Null => true,
-        Json::String(s) => s.trim().is_empty(),
+        // `trim().is_empty()`, stopping at the first character that is not white space.
+        Json::String(s) => s.chars().all(char::is_whitespace),
         Json::Array(a) => a.is_empty(),
         _ => false,
     }
@@ -145,8 +146,8 @@ impl MapStep {
                     (v, f.required, f.default.as_ref())
                 }
             };
-            if is_empty(&value)
-                && let Some(d) = default
+            if let Some(d) = default
+                && is_empty(&value)
             {
                 value = d.clone();
             }
