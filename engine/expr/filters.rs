@@ -6,7 +6,7 @@ use minijinja::{Environment, Error, ErrorKind};
 
 /// Names of our own filters, for the "unknown filter" check.
 pub const CUSTOM: &[&str] =
-    &["phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime"];
+    &["phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime", "add_days"];
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("phone", phone);
@@ -19,6 +19,7 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("unique_list", unique_list);
     env.add_filter("compact", compact);
     env.add_filter("to_number", to_number);
+    env.add_filter("add_days", add_days);
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -87,6 +88,30 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let dt = chrono::DateTime::parse_from_rfc3339(raw.trim())
         .map_err(|_| invalid(format!("invalid date-time \"{raw}\": expected ISO 8601 with an offset")))?;
     Ok(Value::from(dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z")).to_string()))
+}
+
+/// A date (`2025-01-31`) or ISO 8601 date-time moved by `n` days (negative: back), in the same
+/// form: `{{ run.today | add_days(-30) }}` -> `2025-01-01`.
+pub fn shift_days(raw: &str, n: i64) -> Result<String, String> {
+    let raw = raw.trim();
+    let delta = chrono::Duration::days(n);
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok((d + delta).format("%Y-%m-%d").to_string());
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok((dt + delta).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false));
+    }
+    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S") {
+        return Ok((dt + delta).format("%Y-%m-%d %H:%M:%S").to_string());
+    }
+    Err(format!("invalid date \"{raw}\": expected YYYY-MM-DD or ISO 8601"))
+}
+
+fn add_days(v: Value, n: i64) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    shift_days(&v.to_string(), n).map(Value::from).map_err(invalid)
 }
 
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
@@ -215,6 +240,14 @@ mod tests {
         assert_eq!(iso_date("2009-11-29T00:00:00+03:00").unwrap(), "2009-11-29");
         assert_eq!(iso_date("2020-12-22").unwrap(), "2020-12-22");
         assert!(iso_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn days_shift_in_the_same_form() {
+        assert_eq!(shift_days("2025-03-01", -1).unwrap(), "2025-02-28");
+        assert_eq!(shift_days("2025-01-31T10:00:00+03:00", 1).unwrap(), "2025-02-01T10:00:00+03:00");
+        assert_eq!(shift_days("2025-01-31 23:59:59", 30).unwrap(), "2025-03-02 23:59:59");
+        assert!(shift_days("soon", 1).is_err());
     }
 
     #[test]
