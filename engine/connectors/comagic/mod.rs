@@ -1,1 +1,9 @@
-//! comagic connector.
+//! CoMagic (UIS, CallGear): the Data API v2.0 (JSON-RPC; reports and sale tags) and the legacy
+//! REST API v1 (session key; the statistics methods of seed 004), their emulators, and the
+//! components seeds 003 and 004 need.
+
+pub mod emulator;
+
+use crate::config::Registry;
+
+pub fn register(_r: &mut Registry) {}
