@@ -2,8 +2,14 @@
 //! REST API v1 (session key; the statistics methods of seed 004), their emulators, and the
 //! components seeds 003 and 004 need.
 
+pub mod dataapi;
 pub mod emulator;
+
+#[cfg(test)]
+mod client_tests;
 
 use crate::config::Registry;
 
-pub fn register(_r: &mut Registry) {}
+pub fn register(r: &mut Registry) {
+    r.connection::<dataapi::DataApiConnection>("comagic.data_api");
+}
