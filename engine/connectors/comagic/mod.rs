@@ -4,6 +4,9 @@
 
 pub mod dataapi;
 pub mod emulator;
+pub mod phone_store;
+pub mod report_source;
+pub mod sales;
 
 #[cfg(test)]
 mod client_tests;
@@ -12,4 +15,7 @@ use crate::config::Registry;
 
 pub fn register(r: &mut Registry) {
     r.connection::<dataapi::DataApiConnection>("comagic.data_api");
+    r.source::<report_source::ReportSourceConfig>("comagic.report");
+    r.source::<phone_store::PhoneStoreConfig>("comagic.phone_store");
+    r.step::<sales::TagSalesConfig>("comagic.tag_sales");
 }
