@@ -6,3 +6,4 @@ mod harness;
 mod core_run;
 mod core_validate;
 mod comagic_sales;
+mod comagic_stats;

@@ -4,6 +4,7 @@
 
 pub mod dataapi;
 pub mod emulator;
+pub mod legacy;
 pub mod phone_store;
 pub mod report_source;
 pub mod sales;
@@ -18,4 +19,6 @@ pub fn register(r: &mut Registry) {
     r.source::<report_source::ReportSourceConfig>("comagic.report");
     r.source::<phone_store::PhoneStoreConfig>("comagic.phone_store");
     r.step::<sales::TagSalesConfig>("comagic.tag_sales");
+    r.connection::<legacy::LegacyConnection>("comagic.legacy_api");
+    r.source::<legacy::LegacyStatsConfig>("comagic.legacy_stats");
 }

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod dataapi;
+pub mod legacy;
 
 #[cfg(test)]
 mod tests;
@@ -11,4 +12,7 @@ pub use data::{DEMO_PHONE_WITHOUT_CALLS, calls_demo, calls_for_orders, first_ord
 pub use dataapi::{
     Call, CommTag, DataApiConfig, DataApiEmulator, LoggedRequest, RpcFault, RpcFaultRule,
     SALE_TAG_ID, SALE_TAG_NAME, Sale, Stats,
+};
+pub use legacy::{
+    LegacyConfig, LegacyData, LegacyEmulator, LegacyRequest, LegacyStats, legacy_demo,
 };

@@ -329,3 +329,78 @@ async fn points_run_out_and_come_back() {
         (json!(-32008), "method_component_disabled")
     );
 }
+
+#[tokio::test]
+async fn legacy_sessions_params_in_body_and_trailing_slashes() {
+    let day = chrono::NaiveDate::parse_from_str("2025-01-31", "%Y-%m-%d").unwrap();
+    let emu = LegacyEmulator::start(LegacyConfig::default(), legacy_demo(day, 3)).unwrap();
+    let http = test_http_client(Duration::from_secs(5));
+    let login: Value = http
+        .post(format!("{}login/", emu.url()))
+        .form(&[("login", "cm-user"), ("password", "cm-password-42")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = login["data"]["session_key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 32);
+    // hexeh: GET with the parameters in a form body
+    let sites: Value = http
+        .get(format!("{}v1/site/", emu.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("session_key={key}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sites["data"].as_array().unwrap().len(), 2);
+    let r = http
+        .get(format!("{}v1/site?session_key={key}", emu.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let stat: Value = http
+        .get(format!(
+            "{}v1/stat/?session_key={key}&site_id=1201&date_from=2025-01-31&date_till=2025-01-31",
+            emu.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stat["data"].as_array().unwrap().len(), 1);
+    let bye: Value = http
+        .get(format!("{}logout/?session_key={key}", emu.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bye, json!({"success": true}));
+    let again: Value = http
+        .get(format!("{}v1/tag/?session_key={key}", emu.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        json!({"success": false, "message": "102401:Unauthorized"})
+    );
+    assert_eq!(emu.open_sessions(), 0);
+    assert!(
+        emu.log()
+            .iter()
+            .all(|r| !r.params.values().any(|v| v == &key))
+    );
+}
