@@ -21,6 +21,8 @@ pub fn registry() -> &'static Registry {
         files::register(&mut r);
         http::register(&mut r);
         comagic::register(&mut r);
+        bitrix24::register(&mut r);
+        otmechalka::register(&mut r);
         r
     })
 }

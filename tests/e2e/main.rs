@@ -3,7 +3,8 @@
 
 mod harness;
 
-mod core_run;
-mod core_validate;
+mod b24;
 mod comagic_sales;
 mod comagic_stats;
+mod core_run;
+mod core_validate;
