@@ -21,4 +21,39 @@ pub fn register(r: &mut Registry) {
     r.step::<sales::TagSalesConfig>("comagic.tag_sales");
     r.connection::<legacy::LegacyConnection>("comagic.legacy_api");
     r.source::<legacy::LegacyStatsConfig>("comagic.legacy_stats");
+    r.sandbox("comagic", sandbox);
+}
+
+/// `etl run --sandbox`: the CRM's orders API with the demo orders, the Data API with calls that
+/// match them, and the legacy API with two sites of statistics (all on 127.0.0.1).
+fn sandbox() -> crate::config::component::SandboxFuture {
+    Box::pin(async {
+        use crate::connectors::http::orders_emulator::{OrdersEmulator, orders_demo};
+        let orders = orders_demo();
+        let calls = emulator::calls_demo(&orders);
+        let orders =
+            OrdersEmulator::start(Default::default(), orders).map_err(|e| e.to_string())?;
+        let api = emulator::DataApiEmulator::start(Default::default(), calls)
+            .map_err(|e| e.to_string())?;
+        let today = chrono::Local::now().date_naive();
+        let legacy =
+            emulator::LegacyEmulator::start(Default::default(), emulator::legacy_demo(today, 60))
+                .map_err(|e| e.to_string())?;
+        let vars = vec![
+            ("ORDERS_API_URL".to_string(), orders.url()),
+            ("ORDERS_API_TOKEN".to_string(), orders.token().to_string()),
+            ("COMAGIC_DATA_API_URL".to_string(), api.url()),
+            ("COMAGIC_ACCESS_TOKEN".to_string(), api.token().to_string()),
+            ("COMAGIC_API_URL".to_string(), legacy.url()),
+            ("COMAGIC_LOGIN".to_string(), legacy.config().login.clone()),
+            (
+                "COMAGIC_PASSWORD".to_string(),
+                legacy.config().password.clone(),
+            ),
+        ];
+        Ok((
+            vars,
+            Box::new((orders, api, legacy)) as Box<dyn std::any::Any + Send>,
+        ))
+    })
 }
