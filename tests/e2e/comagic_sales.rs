@@ -385,3 +385,68 @@ fn dry_run_reads_but_writes_nothing() {
     let (_, journal, _) = w.run(&[]);
     assert_eq!(journal["journal"]["phones_analyzed"], 0, "{journal:#}");
 }
+
+#[test]
+fn the_report_source_reads_any_period_in_three_month_windows() {
+    let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    let calls: Vec<Call> = (0..73)
+        .map(|i| {
+            Call::new(
+                i + 1,
+                t("2024-06-01 10:00:00") + chrono::Duration::days(5 * i as i64),
+                "79161234567",
+                i % 4 == 0,
+            )
+        })
+        .collect();
+    let api = DataApiEmulator::start(DataApiConfig::default(), calls).unwrap();
+    let s = Scratch::new();
+    let p = s.write(
+        "report.yaml",
+        &format!(
+            r#"name: calls
+connections:
+  cm: {{type: comagic.data_api, url: "${{env:COMAGIC_DATA_API_URL}}", access_token: "${{secret:COMAGIC_ACCESS_TOKEN}}"}}
+source:
+  type: comagic.report
+  connection: cm
+  method: get.calls_report
+  date_from: "2024-06-01"
+  date_till: "2025-06-30"
+  fields: [id, start_time, is_lost]
+  filter: {{field: is_lost, operator: "=", value: false}}
+  page_size: 7
+sinks:
+  - {{type: jsonl, path: "{}/calls.jsonl"}}
+"#,
+            s.dir.path().display()
+        ),
+    );
+    let out = run(etl()
+        .arg("run")
+        .arg(&p)
+        .arg("--state")
+        .arg(s.state())
+        .env("COMAGIC_DATA_API_URL", api.url())
+        .env("COMAGIC_ACCESS_TOKEN", api.token()));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = read_jsonl(&s.path("calls.jsonl"));
+    assert_eq!(rows.len(), 73 - 19);
+    assert!(rows.iter().all(|r| r["is_lost"] == false));
+    let log = api.requests_of("get.calls_report");
+    assert!(log.iter().all(|r| r.error.is_none()), "{log:?}");
+    let windows: std::collections::BTreeSet<(String, String)> = log
+        .iter()
+        .map(|r| {
+            (
+                r.params["date_from"].as_str().unwrap().to_string(),
+                r.params["date_till"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        windows.len(),
+        5,
+        "13 months in 3-month windows: {windows:?}"
+    );
+}

@@ -5,6 +5,7 @@ mod harness;
 
 mod b24;
 mod comagic_sales;
+mod comagic_serve;
 mod comagic_stats;
 mod core_run;
 mod core_validate;
