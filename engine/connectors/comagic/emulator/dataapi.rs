@@ -1024,6 +1024,13 @@ impl Shared {
             hits.push(i);
         }
         for (field, desc) in sort.iter().rev() {
+            // Calls are kept in time order: sorting by time needs no comparisons.
+            if field == report.time_field() {
+                if *desc {
+                    hits.reverse();
+                }
+                continue;
+            }
             hits.sort_by(|a, b| {
                 let (x, y) = (
                     w.calls[*a].field(field, report),
@@ -1052,7 +1059,6 @@ impl Shared {
                 )
             })
             .collect();
-        let _ = report.time_field();
         Ok((Json::Array(rows), Some(total)))
     }
 
@@ -1452,12 +1458,12 @@ async fn handle(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    lock(&shared.world).stats.requests += 1;
     let path = uri.path().trim_end_matches('/');
     if method == Method::GET && path == "/_emulator/stats" {
         let stats = lock(&shared.world).stats.clone();
         return axum::Json(stats).into_response();
     }
+    lock(&shared.world).stats.requests += 1;
     if path != "/v2.0" {
         return (StatusCode::NOT_FOUND, "Not Found").into_response();
     }
