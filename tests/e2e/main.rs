@@ -9,3 +9,4 @@ mod comagic_serve;
 mod comagic_stats;
 mod core_run;
 mod core_validate;
+mod seed001;
