@@ -1,6 +1,8 @@
 //! The `etl` command line: run, validate, schema, state.
 
+mod emulate;
 mod logging;
+mod serve;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -77,6 +79,23 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
+    /// Serve pipelines over HTTP: `GET /run/<pipeline>[?setting=value]` runs
+    /// `pipelines/<pipeline>.yaml` and answers its journal as JSON (`?update_db` sets
+    /// `settings.update_db=true`); one run per pipeline at a time.
+    Serve {
+        /// Address to listen on, e.g. `127.0.0.1:8080` (`:0` picks a free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Directory of the pipeline files.
+        #[arg(long, default_value = "pipelines")]
+        pipelines: PathBuf,
+        /// State database, shared by the runs.
+        #[arg(long, env = "ETL_STATE")]
+        state: Option<PathBuf>,
+    },
+    /// Start emulated services (development and benchmarks).
+    #[command(hide = true)]
+    Emulate(emulate::EmulateArgs),
     /// Inspect or reset a pipeline's state.
     State {
         #[command(subcommand)]
@@ -128,6 +147,30 @@ pub fn main() -> i32 {
             EXIT_OK
         }
         Command::State { action, state } => state_command(action, state),
+        Command::Serve {
+            listen,
+            pipelines,
+            state,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let state = state.unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
+            runtime.block_on(serve::serve(serve::ServeArgs {
+                listen,
+                pipelines,
+                state,
+            }))
+        }
+        Command::Emulate(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(emulate::emulate(args))
+        }
     };
     i32::from(code)
 }

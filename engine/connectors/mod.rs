@@ -20,6 +20,7 @@ pub fn registry() -> &'static Registry {
         transform::register(&mut r);
         files::register(&mut r);
         http::register(&mut r);
+        comagic::register(&mut r);
         bitrix24::register(&mut r);
         otmechalka::register(&mut r);
         r

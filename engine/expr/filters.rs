@@ -27,6 +27,7 @@ pub const CUSTOM: &[&str] = &[
     "to_number",
     "datetime",
     "match_rules",
+    "add_days",
 ];
 
 pub fn register(env: &mut Environment<'static>) {
@@ -54,6 +55,7 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("compact", |v: Value| wrap1(&v, core::compact));
     env.add_filter("to_number", |v: Value| wrap1(&v, core::to_number));
     env.add_filter("match_rules", match_rules);
+    env.add_filter("add_days", add_days);
     // Bitrix24 leaves out empty fields, so the builtins that would stop at a missing value
     // (`source.PHONE | first | attr('VALUE')`) treat it as nothing instead.
     env.add_filter("first", first);
@@ -253,6 +255,34 @@ fn ymd(d: chrono::NaiveDate) -> String {
         }
     }
     out
+}
+
+/// A date (`2025-01-31`) or ISO 8601 date-time moved by `n` days (negative: back), in the same
+/// form: `{{ run.today | add_days(-30) }}` -> `2025-01-01`.
+pub fn shift_days(raw: &str, n: i64) -> Result<String, String> {
+    let raw = raw.trim();
+    let delta = chrono::Duration::days(n);
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok((d + delta).format("%Y-%m-%d").to_string());
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok((dt + delta).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false));
+    }
+    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S") {
+        return Ok((dt + delta).format("%Y-%m-%d %H:%M:%S").to_string());
+    }
+    Err(format!(
+        "invalid date \"{raw}\": expected YYYY-MM-DD or ISO 8601"
+    ))
+}
+
+fn add_days(v: Value, n: i64) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    shift_days(&v.to_string(), n)
+        .map(Value::from)
+        .map_err(invalid)
 }
 
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
@@ -634,6 +664,20 @@ mod tests {
             let d = chrono::NaiveDate::from_num_days_from_ce_opt(days).unwrap();
             assert_eq!(ymd(d), d.format("%Y-%m-%d").to_string());
         }
+    }
+
+    #[test]
+    fn days_shift_in_the_same_form() {
+        assert_eq!(shift_days("2025-03-01", -1).unwrap(), "2025-02-28");
+        assert_eq!(
+            shift_days("2025-01-31T10:00:00+03:00", 1).unwrap(),
+            "2025-02-01T10:00:00+03:00"
+        );
+        assert_eq!(
+            shift_days("2025-01-31 23:59:59", 30).unwrap(),
+            "2025-03-02 23:59:59"
+        );
+        assert!(shift_days("soon", 1).is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct RunReport {
     pub elapsed: std::time::Duration,
     /// The journal's closing fields (status, error, counts, counters, log).
     pub summary: serde_json::Value,
+    /// The pipeline's `journal:` template rendered over the summary (what `etl serve` answers).
+    pub journal: Option<serde_json::Value>,
 }
 
 pub const UNCHANGED: &str = "unchanged since last sync";
@@ -78,7 +80,21 @@ pub async fn run(
     };
     let progress = Progress::new(&pipeline.name, opts.progress);
     let clock = Instant::now();
-    let result = drive(&mut pipeline, &ctx, &mut journal, &progress).await;
+    // Ctrl-C (or SIGTERM) stops the run at its next await point, like a failure: the journal is
+    // still written and the source is still closed (a CoMagic session is ended, for instance).
+    let result = tokio::select! {
+        r = drive(&mut pipeline, &ctx, &mut journal, &progress) => r,
+        _ = interrupted() => Err(Fatal::interrupted()),
+    };
+    if tokio::time::timeout(CLOSE_TIMEOUT, pipeline.source.close(&ctx))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the source did not close within {}s",
+            CLOSE_TIMEOUT.as_secs()
+        );
+    }
     progress.finish();
     let aborted = result.err();
     let report = ctx.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -91,8 +107,11 @@ pub async fn run(
         "log": report.log,
     });
     journal.finish(&summary)?;
+    let mut rendered_value = None;
     if let Some(template) = &pipeline.journal {
-        let rendered = render_journal(template, &ctx, &summary)?;
+        let value = render_journal(template, &ctx, &summary)?;
+        let rendered = redact(&serde_json::to_string_pretty(&value).unwrap_or_default());
+        rendered_value = serde_json::from_str(&rendered).ok();
         match (&opts.journal, to_stdout) {
             (_, true) => println!("{rendered}"),
             (Some(path), false) => std::fs::write(path, format!("{rendered}\n"))
@@ -129,7 +148,32 @@ pub async fn run(
         aborted,
         elapsed: clock.elapsed(),
         summary,
+        journal: rendered_value,
     })
+}
+
+/// How long a source may take to close (end a session) once the run is over.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Resolves on Ctrl-C or SIGTERM; never, where signals cannot be listened to.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The pipeline's own journal shape (e.g. seed 003's `{"success": ..., "journal": {...}}`).
@@ -137,7 +181,7 @@ fn render_journal(
     template: &crate::expr::Template,
     ctx: &RunCtx,
     summary: &serde_json::Value,
-) -> Result<String, String> {
+) -> Result<serde_json::Value, String> {
     let aborted = summary["status"] == "aborted";
     let scope = minijinja::context! {
         success => !aborted,
@@ -149,12 +193,9 @@ fn render_journal(
         settings => ctx.settings_value.clone(),
         run => ctx.run_value.clone(),
     };
-    let value = template
+    template
         .eval(&scope)
-        .map_err(|e| format!("journal template: {e}"))?;
-    Ok(redact(
-        &serde_json::to_string_pretty(&value).unwrap_or_default(),
-    ))
+        .map_err(|e| format!("journal template: {e}"))
 }
 
 async fn drive(

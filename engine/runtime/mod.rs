@@ -131,10 +131,29 @@ impl Fatal {
             message: message.into(),
         }
     }
+
+    /// The pipeline cannot go on for a reason that is not an unavailable system (a rejected
+    /// configuration, an exhausted budget): the message says it all.
+    pub fn other(message: impl Into<String>) -> Fatal {
+        Fatal {
+            system: String::new(),
+            message: message.into(),
+        }
+    }
+
+    /// The run was interrupted (Ctrl-C, SIGTERM).
+    pub fn interrupted() -> Fatal {
+        Fatal::other(
+            "interrupted by a signal (Ctrl-C); the run was stopped and sessions were ended",
+        )
+    }
 }
 
 impl std::fmt::Display for Fatal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.system.is_empty() {
+            return f.write_str(&crate::secrets::redact(&self.message));
+        }
         write!(
             f,
             "{} unavailable: {}",
@@ -220,6 +239,10 @@ pub trait Source: Send {
     async fn open(&mut self, ctx: &RunCtx, cursor: Option<Json>) -> Result<(), Fatal>;
     /// The next batch of records, or `None` when the source is exhausted.
     async fn next_batch(&mut self, ctx: &RunCtx) -> Result<Option<Vec<Record>>, Fatal>;
+    /// Called once when the run ends, however it ends (finished, aborted by any component,
+    /// interrupted by Ctrl-C): end sessions, release what `open` took. Problems are the source's
+    /// to log; they do not change the run's outcome.
+    async fn close(&mut self, _ctx: &RunCtx) {}
 }
 
 /// A per-record transformation, filter or lookup. It only touches pending items.

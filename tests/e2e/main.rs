@@ -4,6 +4,9 @@
 mod harness;
 
 mod b24;
+mod comagic_sales;
+mod comagic_serve;
+mod comagic_stats;
 mod core_run;
 mod core_validate;
 mod seed001;
