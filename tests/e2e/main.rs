@@ -4,6 +4,7 @@
 mod harness;
 
 mod b24;
+mod bench;
 mod comagic_sales;
 mod comagic_serve;
 mod comagic_stats;

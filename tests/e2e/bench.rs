@@ -1,0 +1,113 @@
+//! Benchmarks against the emulators, run by hand (they take minutes and print figures):
+//!
+//!     cargo test --release --test e2e bench_ -- --ignored --nocapture --test-threads 1
+//!
+//! Bitrix24 behaves like a standard cloud plan (burst 50, drain 2/s) with 20 ms latency per
+//! request; otmechalka answers in 5 ms.
+
+use std::time::{Duration, Instant};
+
+use etl::connectors::bitrix24::emulator::{EmulatorConfig, Portal};
+use etl::connectors::otmechalka::emulator::{OtmechalkaConfig, OtmechalkaEmulator};
+
+use crate::harness::*;
+
+fn portal_config() -> EmulatorConfig {
+    EmulatorConfig { latency: Duration::from_millis(20), log_requests: false, ..EmulatorConfig::default() }
+}
+
+fn timed(cmd: &mut std::process::Command) -> (std::process::Output, Duration, String) {
+    let mut wrapped = std::process::Command::new("/usr/bin/time");
+    wrapped.arg("-f").arg("%M");
+    wrapped.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let start = Instant::now();
+    let out = wrapped.output().unwrap();
+    let elapsed = start.elapsed();
+    let peak_kb = stderr(&out).lines().last().unwrap_or("0").trim().to_string();
+    (out, elapsed, format!("{:.0} MB", peak_kb.parse::<f64>().unwrap_or(0.0) / 1024.0))
+}
+
+#[test]
+#[ignore]
+fn bench_bitrix24_export_and_updates() {
+    let emu = b24_with(portal_config(), Portal::bulk_contacts(100_000));
+    let s = Scratch::new();
+    let p = s.write(
+        "export.yaml",
+        &format!(
+            "name: export\nconnections:\n  b24: {{type: bitrix24, webhook_url: \"${{env:B24_WEBHOOK_URL}}\"}}\nsource: {{type: bitrix24.list, connection: b24, method: crm.contact.list, select: [ID, NAME, LAST_NAME, PHONE, DATE_MODIFY]}}\nsinks: [{{type: jsonl, path: \"{}\"}}]\n",
+            s.path("out.jsonl").display()
+        ),
+    );
+    let (out, t, mem) = timed(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert!(out.status.success(), "{}", stdout(&out));
+    println!(
+        "export of 100,000 contacts: {} HTTP requests, {} QUERY_LIMIT_EXCEEDED, {:.1} s, peak {mem}, {} rows",
+        emu.http_requests(),
+        emu.limit_refusals(),
+        t.as_secs_f64(),
+        read_jsonl(&s.path("out.jsonl")).len()
+    );
+
+    let before = emu.http_requests();
+    let ids: String = (1..=10_000).map(|i| format!("{{\"ID\": \"{i}\"}}\n")).collect();
+    s.write("ids.jsonl", &ids);
+    let p = s.write(
+        "update.yaml",
+        &format!(
+            "name: update\nconnections:\n  b24: {{type: bitrix24, webhook_url: \"${{env:B24_WEBHOOK_URL}}\"}}\nsource: {{type: jsonl, path: \"{}\", key: $.ID}}\nsinks:\n  - {{type: bitrix24.update, connection: b24, method: crm.contact.update, record_id: \"{{{{ source.ID }}}}\", fields: {{UF_CRM_SYNC_STATUS: Успешно}}}}\n",
+            s.path("ids.jsonl").display()
+        ),
+    );
+    let (out, t, mem) = timed(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert!(out.status.success(), "{}", stdout(&out));
+    let requests = emu.http_requests() - before;
+    // The bucket had drained during the export's pause? It is full again only after 25 s; the
+    // rate after the burst is what the drain allows: (requests - burst) batches of 50 per second.
+    let after_burst = (10_000.0 - 50.0 * 48.0) / (t.as_secs_f64() - 0.0).max(0.001);
+    println!(
+        "10,000 status updates: {requests} HTTP requests, {} QUERY_LIMIT_EXCEEDED in total, {:.1} s, {:.0} updates/s overall, ~{:.0} updates/s after the first 48 batches, peak {mem}",
+        emu.limit_refusals(),
+        t.as_secs_f64(),
+        10_000.0 / t.as_secs_f64(),
+        after_burst
+    );
+}
+
+#[test]
+#[ignore]
+fn bench_seed001_first_and_second_sync() {
+    let mut portal = Portal::bulk_contacts(10_000);
+    portal.add_bulk_deals(15_000, 43, true);
+    let emu = b24_with(portal_config(), portal);
+    let otm = OtmechalkaEmulator::start(OtmechalkaConfig { latency: Duration::from_millis(5), max_active_clients: 100_000, ..OtmechalkaConfig::default() }).unwrap();
+    let s = Scratch::new();
+    for (round, settle) in [("first", "5"), ("second", "0")] {
+        for pipeline in ["contacts.yaml", "deals.yaml"] {
+            let (b0, o0, w0) = (emu.http_requests(), otm.counters().total, otm.counters().writes);
+            let u0 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
+            let mut cmd = etl_run(&root().join("pipelines").join(pipeline), &s.state(), Some(&emu), Some(&otm));
+            cmd.args(["--set", &format!("source.incremental.settle_secs={settle}"), "--journal"]).arg(s.path("j.json"));
+            let (out, t, mem) = timed(&mut cmd);
+            assert!(out.status.success(), "{}", stdout(&out));
+            let u1 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
+            println!(
+                "{round} run, {pipeline}: {} | Bitrix24 {} requests ({} status writes, {} QUERY_LIMIT_EXCEEDED so far) | otmechalka {} requests ({} writes) | {:.1} s | peak {mem}",
+                read_json(&s.path("j.json"))["counts"],
+                emu.http_requests() - b0,
+                u1 - u0,
+                emu.limit_refusals(),
+                otm.counters().total - o0,
+                otm.counters().writes - w0,
+                t.as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}
