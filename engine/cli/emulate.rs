@@ -59,24 +59,6 @@ pub struct EmulateArgs {
     pub latency_ms: u64,
 }
 
-async fn stopped() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 pub async fn emulate(a: EmulateArgs) -> u8 {
     let latency = Duration::from_millis(a.latency_ms);
     let orders = if a.orders == 0 {
@@ -151,7 +133,7 @@ pub async fn emulate(a: EmulateArgs) -> u8 {
     let _ = writeln!(out, "ready");
     let _ = out.flush();
     drop(out);
-    stopped().await;
+    crate::runtime::executor::interrupted().await;
     drop(guards);
     super::EXIT_OK
 }

@@ -186,24 +186,6 @@ async fn index(State(server): State<Arc<Server>>) -> Response {
     )
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 pub async fn serve(args: ServeArgs) -> u8 {
     let store = match Store::open(&args.state) {
         Ok(s) => Arc::new(s),
@@ -238,7 +220,7 @@ pub async fn serve(args: ServeArgs) -> u8 {
     let _ = std::io::stdout().flush();
     // On Ctrl-C, running pipelines stop (each ends its sessions) and are answered before exiting.
     match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(crate::runtime::executor::interrupted())
         .await
     {
         Ok(()) => super::EXIT_OK,

@@ -156,7 +156,7 @@ pub async fn run(
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Resolves on Ctrl-C or SIGTERM; never, where signals cannot be listened to.
-async fn interrupted() {
+pub async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -13,7 +13,11 @@ use etl::connectors::otmechalka::emulator::{OtmechalkaConfig, OtmechalkaEmulator
 use crate::harness::*;
 
 fn portal_config() -> EmulatorConfig {
-    EmulatorConfig { latency: Duration::from_millis(20), log_requests: false, ..EmulatorConfig::default() }
+    EmulatorConfig {
+        latency: Duration::from_millis(20),
+        log_requests: false,
+        ..EmulatorConfig::default()
+    }
 }
 
 fn timed(cmd: &mut std::process::Command) -> (std::process::Output, Duration, String) {
@@ -29,8 +33,17 @@ fn timed(cmd: &mut std::process::Command) -> (std::process::Output, Duration, St
     let start = Instant::now();
     let out = wrapped.output().unwrap();
     let elapsed = start.elapsed();
-    let peak_kb = stderr(&out).lines().last().unwrap_or("0").trim().to_string();
-    (out, elapsed, format!("{:.0} MB", peak_kb.parse::<f64>().unwrap_or(0.0) / 1024.0))
+    let peak_kb = stderr(&out)
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .to_string();
+    (
+        out,
+        elapsed,
+        format!("{:.0} MB", peak_kb.parse::<f64>().unwrap_or(0.0) / 1024.0),
+    )
 }
 
 #[test]
@@ -56,7 +69,9 @@ fn bench_bitrix24_export_and_updates() {
     );
 
     let before = emu.http_requests();
-    let ids: String = (1..=10_000).map(|i| format!("{{\"ID\": \"{i}\"}}\n")).collect();
+    let ids: String = (1..=10_000)
+        .map(|i| format!("{{\"ID\": \"{i}\"}}\n"))
+        .collect();
     s.write("ids.jsonl", &ids);
     let p = s.write(
         "update.yaml",
@@ -86,14 +101,33 @@ fn bench_seed001_first_and_second_sync() {
     let mut portal = Portal::bulk_contacts(10_000);
     portal.add_bulk_deals(15_000, 43, true);
     let emu = b24_with(portal_config(), portal);
-    let otm = OtmechalkaEmulator::start(OtmechalkaConfig { latency: Duration::from_millis(5), max_active_clients: 100_000, ..OtmechalkaConfig::default() }).unwrap();
+    let otm = OtmechalkaEmulator::start(OtmechalkaConfig {
+        latency: Duration::from_millis(5),
+        max_active_clients: 100_000,
+        ..OtmechalkaConfig::default()
+    })
+    .unwrap();
     let s = Scratch::new();
     for (round, settle) in [("first", "5"), ("second", "0")] {
         for pipeline in ["contacts.yaml", "deals.yaml"] {
-            let (b0, o0, w0) = (emu.http_requests(), otm.counters().total, otm.counters().writes);
+            let (b0, o0, w0) = (
+                emu.http_requests(),
+                otm.counters().total,
+                otm.counters().writes,
+            );
             let u0 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
-            let mut cmd = etl_run(&root().join("pipelines").join(pipeline), &s.state(), Some(&emu), Some(&otm));
-            cmd.args(["--set", &format!("source.incremental.settle_secs={settle}"), "--journal"]).arg(s.path("j.json"));
+            let mut cmd = etl_run(
+                &root().join("pipelines").join(pipeline),
+                &s.state(),
+                Some(&emu),
+                Some(&otm),
+            );
+            cmd.args([
+                "--set",
+                &format!("source.incremental.settle_secs={settle}"),
+                "--journal",
+            ])
+            .arg(s.path("j.json"));
             let (out, t, mem) = timed(&mut cmd);
             assert!(out.status.success(), "{}", stdout(&out));
             let u1 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
