@@ -56,14 +56,14 @@ fn comma() -> char {
 
 impl SourceConfig for JsonlSourceConfig {
     fn build(self, _: &BuildCtx) -> Result<Box<dyn Source>, String> {
-        Ok(Box::new(FileSource { path: self.path, key: self.key, resume: self.resume, reader: None, line: 0, csv: None }))
+        Ok(Box::new(FileSource { path: self.path, key: self.key, resume: self.resume, reader: None, json: Default::default(), line: 0, csv: None }))
     }
 }
 
 impl SourceConfig for CsvSourceConfig {
     fn build(self, _: &BuildCtx) -> Result<Box<dyn Source>, String> {
         let delimiter = u8::try_from(self.delimiter).map_err(|_| "delimiter must be one ASCII character".to_string())?;
-        Ok(Box::new(FileSource { path: self.path, key: self.key, resume: self.resume, reader: None, line: 0, csv: Some(CsvState { delimiter, reader: None }) }))
+        Ok(Box::new(FileSource { path: self.path, key: self.key, resume: self.resume, reader: None, json: Default::default(), line: 0, csv: Some(CsvState { delimiter, reader: None }) }))
     }
 }
 
@@ -77,6 +77,7 @@ struct FileSource {
     key: Option<JsonPath>,
     resume: bool,
     reader: Option<BufReader<File>>,
+    json: json::Reader,
     line: u64,
     csv: Option<CsvState>,
 }
@@ -114,7 +115,7 @@ impl FileSource {
             if buf.trim().is_empty() {
                 continue;
             }
-            let value = json::from_str(&buf).unwrap_or_else(|e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}));
+            let value = self.json.parse(&buf).unwrap_or_else(|e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}));
             batch.push(self.record(value));
             last_line = self.line;
         }
