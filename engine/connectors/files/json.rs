@@ -338,6 +338,68 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
+/// Append `value` as compact JSON, byte for byte what `serde_json::to_writer` writes (strings
+/// are copied in runs between the bytes that need escaping, found as in reading).
+pub fn write(out: &mut Vec<u8>, value: &Json) {
+    match value {
+        Json::Null => out.extend_from_slice(b"null"),
+        Json::Bool(true) => out.extend_from_slice(b"true"),
+        Json::Bool(false) => out.extend_from_slice(b"false"),
+        Json::Number(n) => serde_json::to_writer(&mut *out, n).expect("writing to a Vec"),
+        Json::String(s) => write_str(out, s),
+        Json::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(out, item);
+            }
+            out.push(b']');
+        }
+        Json::Object(map) => {
+            out.push(b'{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut rest = s.as_bytes();
+    loop {
+        let plain = plain_len(rest);
+        out.extend_from_slice(&rest[..plain]);
+        let Some(&b) = rest.get(plain) else { break };
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            _ => 0,
+        };
+        if short == 0 {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(&[b'\\', short]);
+        }
+        rest = &rest[plain + 1..];
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +417,31 @@ mod tests {
                 text[(at + 3).min(20)] = b'"';
                 let first = if special { at } else { (at + 3).min(20) };
                 assert_eq!(plain_len(&text), first, "byte {b} at {at}, quote after");
+            }
+        }
+    }
+
+    #[test]
+    fn writes_what_serde_json_writes() {
+        let values = [
+            serde_json::json!({"a": [1, -2, 1.5, 1e300, -0.0, 18446744073709551615u64, null, true, false], "b": {}, "c": []}),
+            Json::String((0u8..128).map(char::from).collect()),
+            serde_json::json!("Иван \"Петров\" \\ 😀\u{7f}\u{80}\u{2028}"),
+            serde_json::json!(["", "x", "12345678", "1234567\"", "\"1234567", "abcdefgh\u{1}ijklmnop", "ключ\tзначение"]),
+            serde_json::json!({"ключ\n": "значение", "": ""}),
+            serde_json::json!(0.1),
+        ];
+        for v in &values {
+            let mut ours = Vec::new();
+            write(&mut ours, v);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(v).unwrap());
+        }
+        for b in 0u8..128 {
+            for at in 0..10 {
+                let s: String = "abcdefghij".chars().take(at).chain([char::from(b)]).chain("klmnopqrstu".chars()).collect();
+                let mut ours = Vec::new();
+                write(&mut ours, &Json::String(s.clone()));
+                assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&s).unwrap(), "byte {b} at {at}");
             }
         }
     }

@@ -145,11 +145,14 @@ impl Sink for FileSink {
             *guard = Some(self.open(ctx, &writes[0].payload)?);
         }
         let out = guard.as_mut().expect("opened");
+        let mut text = Vec::new();
         for w in writes {
             match out {
                 Output::Lines(lines) => {
-                    serde_json::to_writer(&mut *lines, w.payload.as_ref()).map_err(|e| io_fatal("output", e))?;
-                    lines.write_all(b"\n").map_err(|e| io_fatal("output", e))?;
+                    text.clear();
+                    super::json::write(&mut text, w.payload.as_ref());
+                    text.push(b'\n');
+                    lines.write_all(&text).map_err(|e| io_fatal("output", e))?;
                 }
                 Output::Csv(csv, columns) => {
                     let row: Vec<String> = columns.iter().map(|c| cell(w.payload.get(c))).collect();
