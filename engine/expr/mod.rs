@@ -19,7 +19,7 @@ pub use template::Template;
 /// `source` (the record as read), `record` (after mappings), `steps.<id>` (step outputs),
 /// `settings`, `run` (name, started_at), and in hooks `outcome` and `error`.
 /// The JSON parts are shared, not copied, and turned into template values only when a template
-/// looks at them; plain lookups (`{{ source.NAME }}`) read the JSON directly.
+/// looks at them; most templates (`{{ source.NAME | phone }}`) read the JSON directly (`native.rs`).
 #[derive(Debug)]
 pub struct Scope {
     pub source: Arc<Json>,
@@ -29,19 +29,6 @@ pub struct Scope {
     pub run: Value,
     pub outcome: Value,
     pub error: Value,
-}
-
-impl Scope {
-    /// The JSON document behind a root variable.
-    pub fn json(&self, root: &str) -> Option<&Json> {
-        Some(match root {
-            "source" => &self.source,
-            "record" => &self.record,
-            "steps" => &self.steps,
-            "settings" => &self.settings,
-            _ => return None,
-        })
-    }
 }
 
 impl Object for Scope {

@@ -486,7 +486,8 @@ fn edge_char(s: &str, first: bool) -> String {
 impl Text {
     /// The rendered text.
     pub fn render(&self, scope: &Scope) -> Res<String> {
-        let mut out = String::new();
+        // Room for the literal text and a short value per piece: usually no regrowth.
+        let mut out = String::with_capacity(self.0.len() * 16);
         for piece in &self.0 {
             match piece {
                 Piece::Raw(s) => out.push_str(s),
