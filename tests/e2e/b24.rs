@@ -133,6 +133,36 @@ fn a_tie_of_200_records_on_one_date_modify_is_delivered_exactly_once_across_page
 }
 
 #[test]
+fn a_tie_of_thousands_is_read_in_few_requests() {
+    let mut portal = Portal::new();
+    for i in 1..=6000u64 {
+        let date = if i <= 5000 {
+            "2024-05-02T12:00:00+03:00"
+        } else {
+            "2024-05-03T12:00:00+03:00"
+        };
+        portal.insert("contact", row(json!({"ID": i.to_string(), "NAME": "n", "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
+    }
+    let emu = b24(portal);
+    let s = Scratch::new();
+    let p = export_pipeline(
+        &s,
+        "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\"}",
+    );
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(ids(&s), (1..=6000).collect::<Vec<u64>>());
+    // One request reaches into the tie; then ~2,450 tied records per request.
+    assert!(emu.http_requests() <= 6, "{} requests", emu.http_requests());
+}
+
+#[test]
 fn storms_of_503_and_html_answers_lose_and_duplicate_nothing() {
     let emu = b24(Portal::bulk_contacts(3000));
     emu.faults().storm(0.3, 7, Fault::QueryLimit);

@@ -134,6 +134,7 @@ impl SourceConfig for ListConfig {
             buffer: VecDeque::new(),
             state: Position::Start,
             done: false,
+            tie_run: false,
         }))
     }
 }
@@ -167,6 +168,8 @@ struct ListSource {
     buffer: VecDeque<Record>,
     state: Position,
     done: bool,
+    /// The last page was full of records sharing one DATE_MODIFY.
+    tie_run: bool,
 }
 
 fn unavailable(e: B24Error) -> Fatal {
@@ -280,7 +283,114 @@ impl ListSource {
         Ok(())
     }
 
+    /// After a full page of records sharing one DATE_MODIFY: chain pages of that tie (`>ID` of
+    /// the previous page's last row), then one page after it. Rows of a tie page that follows a
+    /// short one are ignored (its `$result` reference did not resolve).
+    async fn fetch_tie_run(&mut self) -> Result<(), Fatal> {
+        let inc = self.cfg.incremental.clone().expect("incremental");
+        let (field, id) = (inc.field.clone(), self.cfg.id_field.clone());
+        let Position::After {
+            date, id: last_id, ..
+        } = self.state.clone()
+        else {
+            unreachable!("opened")
+        };
+        let mut commands = Vec::new();
+        for k in 0..COMMANDS - 1 {
+            let after = if k == 0 {
+                Json::from(last_id.clone())
+            } else {
+                self.reference(&format!("r{}", k - 1), &id)
+            };
+            let filter = [
+                (format!("={field}"), Json::from(date.clone())),
+                (format!(">{id}"), after),
+            ];
+            commands.push((
+                format!("r{k}"),
+                self.cfg.method.clone(),
+                self.params(&filter, Some(json!({ id.clone(): "ASC" })), -1),
+            ));
+        }
+        let order = json!({ field.clone(): "ASC", id.clone(): "ASC" });
+        commands.push((
+            "l".to_string(),
+            self.cfg.method.clone(),
+            self.params(
+                &[(format!(">{field}"), Json::from(date.clone()))],
+                Some(order),
+                -1,
+            ),
+        ));
+        let result = self
+            .client
+            .batch(&commands, false, Kind::Read)
+            .await
+            .map_err(unavailable)?;
+        for (key, _, _) in &commands[..commands.len() - 1] {
+            if let Some((code, desc)) = result.errors.get(key) {
+                if is_refusal(code) {
+                    return Ok(());
+                }
+                return Err(Fatal::unavailable(
+                    "Bitrix24",
+                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
+                ));
+            }
+            let rows: Vec<Json> = result
+                .results
+                .get(key)
+                .map(|p| self.rows(p).into_iter().cloned().collect())
+                .unwrap_or_default();
+            for row in &rows {
+                let cursor = json!({ "date": as_text(&row[field.as_str()]), "id": as_text(&row[id.as_str()]) });
+                self.push(row, Some(cursor));
+            }
+            if let Some(last) = rows.last() {
+                self.state = Position::After {
+                    date: as_text(&last[field.as_str()]),
+                    id: as_text(&last[id.as_str()]),
+                    ties: true,
+                };
+            }
+            let full = rows.len() == PAGE;
+            if !full {
+                // The tie is exhausted: what remains is the page after it (`l`), the last command.
+                let l = &commands.last().expect("l").0;
+                let rows: Vec<Json> = result
+                    .results
+                    .get(l)
+                    .map(|p| self.rows(p).into_iter().cloned().collect())
+                    .unwrap_or_default();
+                if let Some((code, _)) = result.errors.get(l)
+                    && is_refusal(code)
+                {
+                    self.tie_run = false;
+                    return Ok(());
+                }
+                for row in &rows {
+                    let cursor = json!({ "date": as_text(&row[field.as_str()]), "id": as_text(&row[id.as_str()]) });
+                    self.push(row, Some(cursor));
+                }
+                if let Some(last) = rows.last() {
+                    self.state = Position::After {
+                        date: as_text(&last[field.as_str()]),
+                        id: as_text(&last[id.as_str()]),
+                        ties: true,
+                    };
+                }
+                self.tie_run = false;
+                self.done = rows.len() < PAGE;
+                return Ok(());
+            }
+        }
+        Ok(()) // every tie page was full: the tie goes on in the next request
+    }
+
     async fn fetch_incremental(&mut self) -> Result<(), Fatal> {
+        if self.tie_run {
+            return self.fetch_tie_run().await;
+        }
         let inc = self.cfg.incremental.clone().expect("incremental");
         let (field, id) = (inc.field.clone(), self.cfg.id_field.clone());
         let (mut date, mut after_id, ties) = match &self.state {
@@ -346,6 +456,7 @@ impl ListSource {
             }
             if key.starts_with('t') && full {
                 // More records share this DATE_MODIFY than one page holds: continue with them.
+                self.tie_run = true;
                 return Ok(());
             }
             if key.starts_with('l') && !full {

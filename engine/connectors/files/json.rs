@@ -25,12 +25,20 @@ pub struct Reader {
 impl Reader {
     /// Parse one JSON document (white space around it allowed, like `serde_json::from_str`).
     pub fn parse(&mut self, text: &str) -> serde_json::Result<Json> {
-        let mut fast = Fast { text, at: 0, depth: 0, buffers: &mut self.buffers };
+        let mut fast = Fast {
+            text,
+            at: 0,
+            depth: 0,
+            buffers: &mut self.buffers,
+        };
         if let Some(value) = fast.document() {
             return Ok(value);
         }
         let mut de = serde_json::Deserializer::from_str(text);
-        let value = ValueSeed { buffers: &mut self.buffers }.deserialize(&mut de)?;
+        let value = ValueSeed {
+            buffers: &mut self.buffers,
+        }
+        .deserialize(&mut de)?;
         de.end()?;
         Ok(value)
     }
@@ -55,13 +63,18 @@ fn plain_len(bytes: &[u8]) -> usize {
     let mut i = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {
         let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let special = below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1);
+        let special = below(x, 0x20)
+            | below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1);
         if special != 0 {
             return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    i + bytes[i..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(bytes.len() - i)
+    i + bytes[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len() - i)
 }
 
 /// The direct parser: `None` means "not handled here", never "invalid".
@@ -238,9 +251,15 @@ impl Fast<'_, '_> {
         let negative = self.peek()? == b'-';
         let start = self.at + usize::from(negative);
         let bytes = self.text.as_bytes();
-        let digits = bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         let end = start + digits;
-        if digits == 0 || (digits > 1 && bytes[start] == b'0') || matches!(bytes.get(end), Some(b'.' | b'e' | b'E')) {
+        if digits == 0
+            || (digits > 1 && bytes[start] == b'0')
+            || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
+        {
             return None;
         }
         let magnitude: u64 = self.text[start..end].parse().ok()?;
@@ -307,26 +326,36 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(ValueSeed { buffers: &mut *self.buffers })? {
+        while let Some(item) = seq.next_element_seed(ValueSeed {
+            buffers: &mut *self.buffers,
+        })? {
             items.push(item);
         }
         Ok(Json::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let Some(first) = map.next_key::<String>()? else { return Ok(Json::Object(Map::new())) };
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Json::Object(Map::new()));
+        };
         // serde_json's marker for a raw value: the value is JSON text to parse.
         if first == "$serde_json::private::RawValue" {
             let raw: String = map.next_value()?;
             return serde_json::from_str(&raw).map_err(de::Error::custom);
         }
         let mut entries = self.buffers.pop().unwrap_or_default();
-        let value = map.next_value_seed(ValueSeed { buffers: &mut *self.buffers });
+        let value = map.next_value_seed(ValueSeed {
+            buffers: &mut *self.buffers,
+        });
         let mut result = value.map(|v| entries.push((first, v)));
         while result.is_ok() {
             match map.next_key::<String>() {
                 Ok(Some(key)) => {
-                    result = map.next_value_seed(ValueSeed { buffers: &mut *self.buffers }).map(|v| entries.push((key, v)))
+                    result = map
+                        .next_value_seed(ValueSeed {
+                            buffers: &mut *self.buffers,
+                        })
+                        .map(|v| entries.push((key, v)))
                 }
                 Ok(None) => break,
                 Err(e) => result = Err(e),
@@ -391,7 +420,14 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
             _ => 0,
         };
         if short == 0 {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
         } else {
             out.extend_from_slice(&[b'\\', short]);
         }
@@ -412,7 +448,11 @@ mod tests {
                 let mut text = vec![b'a'; 21];
                 text[at] = b;
                 let special = b == b'"' || b == b'\\' || b < 0x20;
-                assert_eq!(plain_len(&text), if special { at } else { 21 }, "byte {b} at {at}");
+                assert_eq!(
+                    plain_len(&text),
+                    if special { at } else { 21 },
+                    "byte {b} at {at}"
+                );
                 // a later special byte does not hide an earlier one
                 text[(at + 3).min(20)] = b'"';
                 let first = if special { at } else { (at + 3).min(20) };
@@ -427,21 +467,41 @@ mod tests {
             serde_json::json!({"a": [1, -2, 1.5, 1e300, -0.0, 18446744073709551615u64, null, true, false], "b": {}, "c": []}),
             Json::String((0u8..128).map(char::from).collect()),
             serde_json::json!("Иван \"Петров\" \\ 😀\u{7f}\u{80}\u{2028}"),
-            serde_json::json!(["", "x", "12345678", "1234567\"", "\"1234567", "abcdefgh\u{1}ijklmnop", "ключ\tзначение"]),
+            serde_json::json!([
+                "",
+                "x",
+                "12345678",
+                "1234567\"",
+                "\"1234567",
+                "abcdefgh\u{1}ijklmnop",
+                "ключ\tзначение"
+            ]),
             serde_json::json!({"ключ\n": "значение", "": ""}),
             serde_json::json!(0.1),
         ];
         for v in &values {
             let mut ours = Vec::new();
             write(&mut ours, v);
-            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(v).unwrap());
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(v).unwrap()
+            );
         }
         for b in 0u8..128 {
             for at in 0..10 {
-                let s: String = "abcdefghij".chars().take(at).chain([char::from(b)]).chain("klmnopqrstu".chars()).collect();
+                let s: String = "abcdefghij"
+                    .chars()
+                    .take(at)
+                    .chain([char::from(b)])
+                    .chain("klmnopqrstu".chars())
+                    .collect();
                 let mut ours = Vec::new();
                 write(&mut ours, &Json::String(s.clone()));
-                assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&s).unwrap(), "byte {b} at {at}");
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    serde_json::to_string(&s).unwrap(),
+                    "byte {b} at {at}"
+                );
             }
         }
     }
@@ -468,17 +528,38 @@ mod tests {
             // integers at the edges, and what serde_json makes floats of
             "[0, -1, 9223372036854775807, 9223372036854775808, 18446744073709551615, 18446744073709551616]",
             "[-9223372036854775808, -9223372036854775809, -0, 0.0, 1e2, 1E2, -0.5, 12.50]",
-            "[01]", "[-]", "[1.]", "[- 1]", "[+1]", "[1,]", "[,1]", "[] []", "[1 2]", "{\"a\":}", "{\"a\" :1 , \"b\" : [ ] }",
+            "[01]",
+            "[-]",
+            "[1.]",
+            "[- 1]",
+            "[+1]",
+            "[1,]",
+            "[,1]",
+            "[] []",
+            "[1 2]",
+            "{\"a\":}",
+            "{\"a\" :1 , \"b\" : [ ] }",
             // strings and escapes
             r#"["a\"b", "c\\d", "e\/f", "\b\f\n\r\t", "\u0041\u00e9", "\ud83d\ude00", "\x", "\u12", "tab\there"]"#,
-            "[\"raw\ttab\"]", "[\"raw\u{1}control\"]", "[\"unterminated]", "{\"a\": \"b\"", "{1: 2}", "{\"a\": tru}",
-            "[true, false, null, nul]", " \t\r\n{\"x\" : [ true , false , null ] }\n ",
+            "[\"raw\ttab\"]",
+            "[\"raw\u{1}control\"]",
+            "[\"unterminated]",
+            "{\"a\": \"b\"",
+            "{1: 2}",
+            "{\"a\": tru}",
+            "[true, false, null, nul]",
+            " \t\r\n{\"x\" : [ true , false , null ] }\n ",
             r#"{"a": {"b": 1}, "$serde_json::private::RawValue": "[1]", "a": {"c": 2}}"#,
         ];
         let mut reader = Reader::default();
         // The usual record takes the direct path.
         let record = r#"{"ID": "1", "NAME": "Олег", "PHONE": [{"ID": "1", "VALUE": "8 (926) 237-82-18"}], "PRODUCTS": [404, 410], "X": {"a\"b": [true, null, -5]}}"#;
-        let mut fast = Fast { text: record, at: 0, depth: 0, buffers: &mut reader.buffers };
+        let mut fast = Fast {
+            text: record,
+            at: 0,
+            depth: 0,
+            buffers: &mut reader.buffers,
+        };
         assert!(fast.document().is_some());
         for text in texts {
             let ours = reader.parse(text).map_err(|e| e.to_string());
