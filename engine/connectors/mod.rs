@@ -20,6 +20,7 @@ pub fn registry() -> &'static Registry {
         transform::register(&mut r);
         files::register(&mut r);
         http::register(&mut r);
+        crate::table::register(&mut r);
         r
     })
 }

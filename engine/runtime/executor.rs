@@ -52,6 +52,7 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
         dry_run: opts.dry_run,
         state: store.clone(),
         report: Default::default(),
+        shared: Default::default(),
     };
     let header = json!({
         "pipeline": pipeline.name,

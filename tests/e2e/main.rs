@@ -5,3 +5,4 @@ mod harness;
 
 mod core_run;
 mod core_validate;
+mod table;
