@@ -7,6 +7,7 @@ pub mod files;
 pub mod http;
 pub mod otmechalka;
 pub mod transform;
+pub mod xlsx;
 
 use std::sync::OnceLock;
 
@@ -21,6 +22,7 @@ pub fn registry() -> &'static Registry {
         files::register(&mut r);
         http::register(&mut r);
         crate::table::register(&mut r);
+        xlsx::register(&mut r);
         r
     })
 }

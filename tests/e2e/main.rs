@@ -6,3 +6,5 @@ mod harness;
 mod core_run;
 mod core_validate;
 mod table;
+mod xlsx;
+mod xlsx_read;
