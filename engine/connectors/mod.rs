@@ -3,6 +3,7 @@
 
 pub mod bitrix24;
 pub mod comagic;
+pub mod email;
 pub mod files;
 pub mod http;
 pub mod otmechalka;
@@ -23,6 +24,7 @@ pub fn registry() -> &'static Registry {
         http::register(&mut r);
         crate::table::register(&mut r);
         xlsx::register(&mut r);
+        email::register(&mut r);
         r
     })
 }

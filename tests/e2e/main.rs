@@ -5,6 +5,8 @@ mod harness;
 
 mod core_run;
 mod core_validate;
+mod email;
+mod smtp;
 mod table;
 mod xlsx;
 mod xlsx_read;
