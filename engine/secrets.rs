@@ -27,13 +27,17 @@ pub fn register(value: &str) {
 /// Whether an environment variable's name marks its value as secret.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CODE"].iter().any(|w| upper.contains(w))
+    ["TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CODE"]
+        .iter()
+        .any(|w| upper.contains(w))
 }
 
 /// Register the secret parts of a URL: user info, and path segments that look like tokens
 /// (the Bitrix24 webhook code `https://portal/rest/1/8g9l071eismy9q2l/`).
 pub fn register_url(text: &str) {
-    let Ok(url) = url::Url::parse(text.trim()) else { return };
+    let Ok(url) = url::Url::parse(text.trim()) else {
+        return;
+    };
     if let Some(p) = url.password() {
         register(p);
     }
@@ -55,7 +59,8 @@ pub fn register_url(text: &str) {
 /// Mixed letters and digits, 8+ characters: webhook codes, API keys, session keys.
 pub fn looks_like_token(s: &str) -> bool {
     s.len() >= 8
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && s.chars().any(|c| c.is_ascii_digit())
         && s.chars().any(|c| c.is_ascii_alphabetic())
 }
@@ -80,7 +85,9 @@ mod tests {
     fn masks_webhook_codes_and_tokens() {
         register_url("https://example.bitrix24.ru/rest/23748/wgkqhxezug8efpm7/");
         register("s3cr3t-token-value");
-        let text = redact("POST https://example.bitrix24.ru/rest/23748/wgkqhxezug8efpm7/crm.contact.list failed; token s3cr3t-token-value");
+        let text = redact(
+            "POST https://example.bitrix24.ru/rest/23748/wgkqhxezug8efpm7/crm.contact.list failed; token s3cr3t-token-value",
+        );
         assert!(!text.contains("wgkqhxezug8efpm7"), "{text}");
         assert!(!text.contains("s3cr3t-token-value"), "{text}");
         assert!(text.contains("/rest/23748/***/crm.contact.list"), "{text}");

@@ -21,7 +21,12 @@ pub const EXIT_ABORTED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "etl", version, about = "Declarative ETL for Bitrix24-centred integrations", max_term_width = 100)]
+#[command(
+    name = "etl",
+    version,
+    about = "Declarative ETL for Bitrix24-centred integrations",
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,9 +99,28 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init(matches!(cli.log_format, LogFormat::Json), &cli.log);
     let code = match cli.command {
-        Command::Run { pipeline, state, sets, dry_run, journal, sandbox, no_progress } => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-            runtime.block_on(run(RunArgs { pipeline, state, sets, dry_run, journal, sandbox, progress: !no_progress }))
+        Command::Run {
+            pipeline,
+            state,
+            sets,
+            dry_run,
+            journal,
+            sandbox,
+            no_progress,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(run(RunArgs {
+                pipeline,
+                state,
+                sets,
+                dry_run,
+                journal,
+                sandbox,
+                progress: !no_progress,
+            }))
         }
         Command::Validate { paths } => validate(&paths),
         Command::Schema => {
@@ -163,11 +187,18 @@ async fn run(args: RunArgs) -> u8 {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{}", errors.render());
-            eprintln!("{}: invalid pipeline ({} problem(s))", args.pipeline.display(), errors.diagnostics.len());
+            eprintln!(
+                "{}: invalid pipeline ({} problem(s))",
+                args.pipeline.display(),
+                errors.diagnostics.len()
+            );
             return EXIT_INVALID;
         }
     };
-    let state_path = args.state.or(sandbox_state).unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
+    let state_path = args
+        .state
+        .or(sandbox_state)
+        .unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
     let store = match Store::open(&state_path) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -175,7 +206,11 @@ async fn run(args: RunArgs) -> u8 {
             return EXIT_ABORTED;
         }
     };
-    let opts = RunOptions { dry_run: args.dry_run, journal: args.journal, progress: args.progress };
+    let opts = RunOptions {
+        dry_run: args.dry_run,
+        journal: args.journal,
+        progress: args.progress,
+    };
     match executor::run(pipeline, Some(store), &opts).await {
         Ok(report) if report.aborted.is_none() => EXIT_OK,
         Ok(_) => EXIT_ABORTED,
@@ -231,12 +266,17 @@ fn state_command(action: StateAction, state: Option<PathBuf>) -> u8 {
         }
     };
     let result = match action {
-        StateAction::Show { pipeline } => store
-            .describe(&pipeline_name(&pipeline))
-            .map(|v| println!("{}", crate::secrets::redact(&serde_json::to_string_pretty(&v).unwrap_or_default()))),
+        StateAction::Show { pipeline } => store.describe(&pipeline_name(&pipeline)).map(|v| {
+            println!(
+                "{}",
+                crate::secrets::redact(&serde_json::to_string_pretty(&v).unwrap_or_default())
+            )
+        }),
         StateAction::Reset { pipeline } => {
             let name = pipeline_name(&pipeline);
-            store.reset(&name).map(|n| println!("{name}: state reset ({n} entries removed)"))
+            store
+                .reset(&name)
+                .map(|n| println!("{name}: state reset ({n} entries removed)"))
         }
     };
     match result {

@@ -32,9 +32,16 @@ pub struct BuildCtx<'a> {
 impl BuildCtx<'_> {
     /// The connection `name` as type `T` (its kind was checked when the reference was read).
     pub fn connection<T: Any + Send + Sync>(&self, name: &ConnectionRef) -> Result<Arc<T>, String> {
-        let (kind, conn) =
-            self.connections.get(&name.0).ok_or_else(|| format!("unknown connection `{}`", name.0))?;
-        conn.clone().downcast::<T>().map_err(|_| format!("connection `{}` is a `{kind}` connection, which this component cannot use", name.0))
+        let (kind, conn) = self
+            .connections
+            .get(&name.0)
+            .ok_or_else(|| format!("unknown connection `{}`", name.0))?;
+        conn.clone().downcast::<T>().map_err(|_| {
+            format!(
+                "connection `{}` is a `{kind}` connection, which this component cannot use",
+                name.0
+            )
+        })
     }
 }
 
@@ -62,7 +69,9 @@ pub struct Entry<T> {
 
 /// Starts a connector's emulator for `etl run --sandbox`; returns environment overrides
 /// (e.g. `B24_WEBHOOK_URL`) that point the pipeline at it. The guard keeps it running.
-pub type SandboxFuture = Pin<Box<dyn Future<Output = Result<(Vec<(String, String)>, Box<dyn Any + Send>), String>> + Send>>;
+pub type SandboxFuture = Pin<
+    Box<dyn Future<Output = Result<(Vec<(String, String)>, Box<dyn Any + Send>), String>> + Send>,
+>;
 pub type SandboxFn = fn() -> SandboxFuture;
 
 #[derive(Default)]
@@ -108,19 +117,39 @@ impl Registry {
 }
 
 /// Build a component from its node, dispatching on `type:`.
-pub fn build<T>(entries: &[Entry<T>], what: &str, node: &Node, ctx: &BuildCtx) -> Result<T, Diagnostic> {
+pub fn build<T>(
+    entries: &[Entry<T>],
+    what: &str,
+    node: &Node,
+    ctx: &BuildCtx,
+) -> Result<T, Diagnostic> {
     let Some(type_node) = node.get("type") else {
         return Err(match node.kind {
-            Kind::Map(_) => Diagnostic::at(node, format!("missing required key `type` (the kind of {what})")),
-            _ => Diagnostic::at(node, format!("expected a mapping with a `type:` key, found {}", node.type_name())),
+            Kind::Map(_) => Diagnostic::at(
+                node,
+                format!("missing required key `type` (the kind of {what})"),
+            ),
+            _ => Diagnostic::at(
+                node,
+                format!(
+                    "expected a mapping with a `type:` key, found {}",
+                    node.type_name()
+                ),
+            ),
         });
     };
     let name = type_node.as_str().unwrap_or_default();
     let names: Vec<&str> = entries.iter().map(|e| e.name).collect();
     let Some(entry) = entries.iter().find(|e| e.name == name) else {
-        return Err(Diagnostic::at(type_node, unknown_message(&format!("{what} type"), name, &names)));
+        return Err(Diagnostic::at(
+            type_node,
+            unknown_message(&format!("{what} type"), name, &names),
+        ));
     };
-    let ctx = BuildCtx { id: node.get("id").map(Node::key_text), ..ctx.clone() };
+    let ctx = BuildCtx {
+        id: node.get("id").map(Node::key_text),
+        ..ctx.clone()
+    };
     (entry.build)(node, &ctx)
 }
 
@@ -175,11 +204,18 @@ pub struct ConnectionRef(pub String);
 impl<'de> Deserialize<'de> for ConnectionRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let node = capture_node(d)?;
-        let name = node.as_str().map(str::to_string).unwrap_or_else(|| node.key_text());
+        let name = node
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| node.key_text());
         let known = load::connection_names();
         if !known.iter().any(|k| k == &name) {
             let names: Vec<&str> = known.iter().map(String::as_str).collect();
-            return Err(serde::de::Error::custom(unknown_message("connection", &name, &names)));
+            return Err(serde::de::Error::custom(unknown_message(
+                "connection",
+                &name,
+                &names,
+            )));
         }
         Ok(ConnectionRef(name))
     }

@@ -49,7 +49,10 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error { message: msg.to_string(), node: None }
+        Error {
+            message: msg.to_string(),
+            node: None,
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -115,12 +118,20 @@ pub fn capture_node<'de, D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(CAPTURED.with(|c| c.borrow_mut().take()))
         }
-        fn visit_newtype_struct<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+        fn visit_newtype_struct<D2: Deserializer<'de>>(
+            self,
+            d: D2,
+        ) -> Result<Self::Value, D2::Error> {
             let v = serde_json::Value::deserialize(d)?;
-            Ok(Some(Node::from_json(&v, Default::default(), "<value>".into())))
+            Ok(Some(Node::from_json(
+                &v,
+                Default::default(),
+                "<value>".into(),
+            )))
         }
     }
-    d.deserialize_newtype_struct(NODE_MAGIC, Capture)?.ok_or_else(|| de::Error::custom("internal: node not captured"))
+    d.deserialize_newtype_struct(NODE_MAGIC, Capture)?
+        .ok_or_else(|| de::Error::custom("internal: node not captured"))
 }
 
 pub struct NodeDe<'a>(pub &'a Node);
@@ -143,7 +154,10 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
             Kind::Float(f) => v.visit_f64(*f),
             Kind::Str(s) => v.visit_str(s),
             Kind::Seq(items) => v.visit_seq(Seq { iter: items.iter() }),
-            Kind::Map(entries) => v.visit_map(Map { iter: entries.iter(), value: None }),
+            Kind::Map(entries) => v.visit_map(Map {
+                iter: entries.iter(),
+                value: None,
+            }),
         };
         result.map_err(|e| e.at(node))
     }
@@ -155,7 +169,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, v: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, Error> {
         if name == NODE_MAGIC {
             CAPTURED.with(|c| *c.borrow_mut() = Some(self.0.clone()));
             return v.visit_unit();
@@ -167,7 +185,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         // Scalars YAML resolved as numbers or booleans are still fine where text is expected
         // (`sync_start_date: 2020` or an ID written as `42`).
         match &self.0.kind {
-            Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v.visit_string(self.0.key_text()).map_err(|e: Error| e.at(self.0)),
+            Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => v
+                .visit_string(self.0.key_text())
+                .map_err(|e: Error| e.at(self.0)),
             _ => self.deserialize_any(v),
         }
     }
@@ -185,8 +205,14 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         let node = self.0;
         let result = match &node.kind {
             Kind::Str(s) => v.visit_enum(s.as_str().into_deserializer()),
-            Kind::Map(entries) if entries.len() == 1 => v.visit_enum(Enum { key: &entries[0].0, value: &entries[0].1 }),
-            _ => Err(<Error as de::Error>::custom(format!("expected a name or a single-key mapping, found {}", node.type_name()))),
+            Kind::Map(entries) if entries.len() == 1 => v.visit_enum(Enum {
+                key: &entries[0].0,
+                value: &entries[0].1,
+            }),
+            _ => Err(<Error as de::Error>::custom(format!(
+                "expected a name or a single-key mapping, found {}",
+                node.type_name()
+            ))),
         };
         result.map_err(|e| e.at(node))
     }
@@ -202,13 +228,22 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         deserialize_seq deserialize_map deserialize_identifier deserialize_ignored_any
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, _: usize, v: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        v: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
     fn deserialize_struct<V: Visitor<'de>>(
@@ -219,7 +254,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     ) -> Result<V::Value, Error> {
         match self.0.kind {
             Kind::Map(_) => self.deserialize_any(v),
-            _ => Err(<Error as de::Error>::custom(format!("expected a mapping, found {}", self.0.type_name())).at(self.0)),
+            _ => Err(<Error as de::Error>::custom(format!(
+                "expected a mapping, found {}",
+                self.0.type_name()
+            ))
+            .at(self.0)),
         }
     }
 }
@@ -230,9 +269,15 @@ struct Seq<'a> {
 
 impl<'de> SeqAccess<'de> for Seq<'_> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         match self.iter.next() {
-            Some(node) => seed.deserialize(NodeDe(node)).map(Some).map_err(|e| e.at(node)),
+            Some(node) => seed
+                .deserialize(NodeDe(node))
+                .map(Some)
+                .map_err(|e| e.at(node)),
             None => Ok(None),
         }
     }
@@ -245,7 +290,10 @@ struct Map<'a> {
 
 impl<'de> MapAccess<'de> for Map<'_> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -268,8 +316,13 @@ struct Enum<'a> {
 impl<'de, 'a> de::EnumAccess<'de> for Enum<'a> {
     type Error = Error;
     type Variant = NodeDe<'a>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), Error> {
-        let v = seed.deserialize(NodeDe(self.key)).map_err(|e| e.at(self.key))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'a>), Error> {
+        let v = seed
+            .deserialize(NodeDe(self.key))
+            .map_err(|e| e.at(self.key))?;
         Ok((v, NodeDe(self.value)))
     }
 }
@@ -285,7 +338,11 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'_> {
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], v: V) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
 }
@@ -309,12 +366,19 @@ mod tests {
         let doc = parse("path: a\nbatch_size: lots\n", "p.yaml").unwrap();
         let d = from_node::<Conf>(&doc).unwrap_err();
         assert_eq!(d.span.start, Pos { line: 2, col: 13 });
-        assert!(d.message.contains("found the string \"lots\""), "{}", d.message);
+        assert!(
+            d.message.contains("found the string \"lots\""),
+            "{}",
+            d.message
+        );
 
         let doc = parse("path: a\nbach_size: 3\n", "p.yaml").unwrap();
         let d = from_node::<Conf>(&doc).unwrap_err();
         assert_eq!(d.span.start, Pos { line: 2, col: 1 });
-        assert_eq!(d.message, "unknown key `bach_size` (did you mean `batch_size`?)");
+        assert_eq!(
+            d.message,
+            "unknown key `bach_size` (did you mean `batch_size`?)"
+        );
 
         let doc = parse("batch_size: 3\n", "p.yaml").unwrap();
         let d = from_node::<Conf>(&doc).unwrap_err();
@@ -329,6 +393,9 @@ mod tests {
         }
         let doc = parse("inner:\n  a: 1\n", "p.yaml").unwrap();
         let o: Outer = from_node(&doc).unwrap();
-        assert_eq!(o.inner.0.get("a").unwrap().span.start, Pos { line: 2, col: 6 });
+        assert_eq!(
+            o.inner.0.get("a").unwrap().span.start,
+            Pos { line: 2, col: 6 }
+        );
     }
 }

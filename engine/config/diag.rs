@@ -15,11 +15,22 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn at(node: &Node, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { file: node.file.clone(), span: node.span, message: message.into() }
+        Diagnostic {
+            file: node.file.clone(),
+            span: node.span,
+            message: message.into(),
+        }
     }
 
     pub fn at_pos(file: &Arc<str>, pos: Pos, len: usize, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { file: file.clone(), span: Span { start: pos, len: len.max(1) }, message: message.into() }
+        Diagnostic {
+            file: file.clone(),
+            span: Span {
+                start: pos,
+                len: len.max(1),
+            },
+            message: message.into(),
+        }
     }
 
     /// The one-line form: `file:line:column: message`.
@@ -35,15 +46,26 @@ impl Diagnostic {
         if let Some(text) = source.and_then(|s| s.lines().nth(line.wrapping_sub(1))) {
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
-            let caret_pad: String = text.chars().take(col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-            let _ = write!(out, "\n{pad} |\n{line} | {text}\n{pad} | {caret_pad}{}", "^".repeat(self.span.len.clamp(1, 80)));
+            let caret_pad: String = text
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = write!(
+                out,
+                "\n{pad} |\n{line} | {text}\n{pad} | {caret_pad}{}",
+                "^".repeat(self.span.len.clamp(1, 80))
+            );
         }
         out
     }
 }
 
 /// The closest candidate to `word`, when it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -57,7 +79,10 @@ pub fn unknown_message(what: &str, word: &str, candidates: &[&str]) -> String {
     match did_you_mean(word, candidates.iter().copied()) {
         Some(s) => format!("unknown {what} `{word}` (did you mean `{s}`?)"),
         None if candidates.is_empty() => format!("unknown {what} `{word}`"),
-        None => format!("unknown {what} `{word}`; expected one of: {}", candidates.join(", ")),
+        None => format!(
+            "unknown {what} `{word}`; expected one of: {}",
+            candidates.join(", ")
+        ),
     }
 }
 
@@ -67,15 +92,26 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("fiels", ["fields", "path", "type"]), Some("fields"));
+        assert_eq!(
+            did_you_mean("fiels", ["fields", "path", "type"]),
+            Some("fields")
+        );
         assert_eq!(did_you_mean("zzz", ["fields", "path"]), None);
     }
 
     #[test]
     fn renders_caret_under_the_column() {
-        let d = Diagnostic::at_pos(&Arc::from("p.yaml"), Pos { line: 2, col: 3 }, 5, "unknown key `fiels`");
+        let d = Diagnostic::at_pos(
+            &Arc::from("p.yaml"),
+            Pos { line: 2, col: 3 },
+            5,
+            "unknown key `fiels`",
+        );
         let text = d.render(Some("a:\n  fiels: 1\n"));
         assert!(text.starts_with("p.yaml:2:3: unknown key `fiels`"));
-        assert!(text.ends_with("  | ^^^^^".trim_start()) || text.contains("|   ^^^^^"), "{text}");
+        assert!(
+            text.ends_with("  | ^^^^^".trim_start()) || text.contains("|   ^^^^^"),
+            "{text}"
+        );
     }
 }

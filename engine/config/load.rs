@@ -165,12 +165,20 @@ pub fn report(d: Diagnostic) {
 pub fn template_scope() -> (Vec<String>, Vec<String>) {
     LOAD.with(|l| match l.borrow().as_ref() {
         Some(s) => (s.roots.clone(), s.steps.clone()),
-        None => (expr::HOOK_ROOTS.iter().map(|s| s.to_string()).collect(), Vec::new()),
+        None => (
+            expr::HOOK_ROOTS.iter().map(|s| s.to_string()).collect(),
+            Vec::new(),
+        ),
     })
 }
 
 pub fn connection_names() -> Vec<String> {
-    LOAD.with(|l| l.borrow().as_ref().map(|s| s.connections.clone()).unwrap_or_default())
+    LOAD.with(|l| {
+        l.borrow()
+            .as_ref()
+            .map(|s| s.connections.clone())
+            .unwrap_or_default()
+    })
 }
 
 fn set_scope(roots: &[&str], steps: &[String]) {
@@ -186,7 +194,12 @@ fn set_scope(roots: &[&str], steps: &[String]) {
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| LoadErrors {
-        diagnostics: vec![Diagnostic::at_pos(&Arc::from(file.as_str()), Pos { line: 1, col: 1 }, 1, format!("cannot read file: {e}"))],
+        diagnostics: vec![Diagnostic::at_pos(
+            &Arc::from(file.as_str()),
+            Pos { line: 1, col: 1 },
+            1,
+            format!("cannot read file: {e}"),
+        )],
         sources: HashMap::new(),
     })?;
     load_str(&text, &file, opts)
@@ -194,10 +207,17 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, LoadErrors> {
 
 pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Pipeline, LoadErrors> {
     let sources = HashMap::from([(file.to_string(), text.to_string())]);
-    let fail = |diagnostics: Vec<Diagnostic>| LoadErrors { diagnostics, sources: sources.clone() };
+    let fail = |diagnostics: Vec<Diagnostic>| LoadErrors {
+        diagnostics,
+        sources: sources.clone(),
+    };
     let mut root = node::parse(text, file).map_err(|errs| {
         let f: Arc<str> = Arc::from(file);
-        fail(errs.into_iter().map(|e| Diagnostic::at_pos(&f, e.pos, 1, e.message)).collect())
+        fail(
+            errs.into_iter()
+                .map(|e| Diagnostic::at_pos(&f, e.pos, 1, e.message))
+                .collect(),
+        )
     })?;
     let mut diagnostics = Vec::new();
     for (key, value) in &opts.sets {
@@ -207,13 +227,22 @@ pub fn load_str(text: &str, file: &str, opts: &LoadOptions) -> Result<Pipeline, 
     }
     resolve_env(&mut root, &opts.env, &mut diagnostics);
     if !matches!(root.kind, Kind::Map(_)) {
-        diagnostics.push(Diagnostic::at(&root, format!("a pipeline is a mapping with `name`, `source`, `steps`, `sinks`; found {}", root.type_name())));
+        diagnostics.push(Diagnostic::at(
+            &root,
+            format!(
+                "a pipeline is a mapping with `name`, `source`, `steps`, `sinks`; found {}",
+                root.type_name()
+            ),
+        ));
         return Err(fail(diagnostics));
     }
 
     LOAD.with(|l| *l.borrow_mut() = Some(LoadState::default()));
     let result = build_pipeline(&root, file, &mut diagnostics);
-    let reported = LOAD.with(|l| l.borrow_mut().take()).map(|s| s.diagnostics).unwrap_or_default();
+    let reported = LOAD
+        .with(|l| l.borrow_mut().take())
+        .map(|s| s.diagnostics)
+        .unwrap_or_default();
     diagnostics.extend(reported);
     diagnostics.sort_by_key(|d| (d.span.start.line, d.span.start.col));
     diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
@@ -232,9 +261,16 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
         }
     };
     let registry = crate::connectors::registry();
-    let settings = doc.settings.as_ref().map(|s| s.0.to_json()).unwrap_or(Json::Object(Default::default()));
+    let settings = doc
+        .settings
+        .as_ref()
+        .map(|s| s.0.to_json())
+        .unwrap_or(Json::Object(Default::default()));
     if !settings.is_object() {
-        diagnostics.push(Diagnostic::at(&doc.settings.as_ref().unwrap().0, "`settings` must be a mapping"));
+        diagnostics.push(Diagnostic::at(
+            &doc.settings.as_ref().unwrap().0,
+            "`settings` must be a mapping",
+        ));
     }
 
     let mut connections = BTreeMap::new();
@@ -244,17 +280,29 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
                 for (k, v) in entries {
                     let name = k.key_text();
                     let empty = BTreeMap::new();
-                    let ctx = BuildCtx { pipeline: &doc.name, id: None, settings: &settings, connections: &empty };
+                    let ctx = BuildCtx {
+                        pipeline: &doc.name,
+                        id: None,
+                        settings: &settings,
+                        connections: &empty,
+                    };
                     match component::build(&registry.connections, "connection", v, &ctx) {
                         Ok(c) => {
-                            let kind = v.get("type").and_then(Node::as_str).unwrap_or_default().to_string();
+                            let kind = v
+                                .get("type")
+                                .and_then(Node::as_str)
+                                .unwrap_or_default()
+                                .to_string();
                             connections.insert(name, (kind, c));
                         }
                         Err(d) => diagnostics.push(d),
                     }
                 }
             }
-            None => diagnostics.push(Diagnostic::at(conns, "`connections` must be a mapping of names to connections")),
+            None => diagnostics.push(Diagnostic::at(
+                conns,
+                "`connections` must be a mapping of names to connections",
+            )),
         }
     }
     // References to connections that failed to build still count as known: one error is enough.
@@ -267,10 +315,17 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
             s.connections = names;
         }
     });
-    let ctx = BuildCtx { pipeline: &doc.name, id: None, settings: &settings, connections: &connections };
+    let ctx = BuildCtx {
+        pipeline: &doc.name,
+        id: None,
+        settings: &settings,
+        connections: &connections,
+    };
 
     set_scope(expr::SOURCE_ROOTS, &[]);
-    let source = component::build(&registry.sources, "source", &doc.source.0, &ctx).map_err(|d| diagnostics.push(d)).ok();
+    let source = component::build(&registry.sources, "source", &doc.source.0, &ctx)
+        .map_err(|d| diagnostics.push(d))
+        .ok();
 
     let mut step_ids: Vec<String> = Vec::new();
     let mut steps = Vec::new();
@@ -293,7 +348,10 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
         let mut out = Vec::new();
         for (i, RawNode(node)) in nodes.iter().enumerate() {
             match component::build(&registry.sinks, "sink", node, &ctx) {
-                Ok(sink) => out.push(Labeled { label: label_of(node, what, i), sink }),
+                Ok(sink) => out.push(Labeled {
+                    label: label_of(node, what, i),
+                    sink,
+                }),
                 Err(d) => diagnostics.push(d),
             }
         }
@@ -303,7 +361,10 @@ fn build_pipeline(root: &Node, file: &str, diagnostics: &mut Vec<Diagnostic>) ->
     let on_success = build_sinks(&doc.on_success, expr::HOOK_ROOTS, "on_success");
     let on_error = build_sinks(&doc.on_error, expr::HOOK_ROOTS, "on_error");
     set_scope(expr::JOURNAL_ROOTS, &[]);
-    let journal = doc.journal.as_ref().map(|RawNode(n)| expr::template::from_node(n));
+    let journal = doc
+        .journal
+        .as_ref()
+        .map(|RawNode(n)| expr::template::from_node(n));
 
     Some(Pipeline {
         name: doc.name,
@@ -331,7 +392,12 @@ fn label_of(node: &Node, what: &str, index: usize) -> String {
 fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnostic> {
     let origin: Arc<str> = Arc::from("--set");
     let value_node = node::parse(value, &format!("--set {key}")).map_err(|e| {
-        Diagnostic::at_pos(&origin, Pos { line: 1, col: 1 }, 1, format!("--set {key}: {}", e[0].message))
+        Diagnostic::at_pos(
+            &origin,
+            Pos { line: 1, col: 1 },
+            1,
+            format!("--set {key}: {}", e[0].message),
+        )
     })?;
     let mut at = root;
     let parts: Vec<&str> = key.split('.').collect();
@@ -340,10 +406,15 @@ fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnostic> 
             if matches!(at.kind, Kind::Null) {
                 at.kind = Kind::Map(Vec::new());
             } else {
-                return Err(Diagnostic::at(at, format!("--set {key}: `{}` is not a mapping", parts[..i].join("."))));
+                return Err(Diagnostic::at(
+                    at,
+                    format!("--set {key}: `{}` is not a mapping", parts[..i].join(".")),
+                ));
             }
         }
-        let Kind::Map(entries) = &mut at.kind else { unreachable!() };
+        let Kind::Map(entries) = &mut at.kind else {
+            unreachable!()
+        };
         let pos = match entries.iter().position(|(k, _)| k.key_text() == *part) {
             Some(p) => p,
             None => {
@@ -364,7 +435,11 @@ fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnostic> 
 }
 
 /// Replace `${env:NAME}`, `${secret:NAME}` and `${env:NAME:-default}` in every string value.
-fn resolve_env(root: &mut Node, overrides: &HashMap<String, String>, diagnostics: &mut Vec<Diagnostic>) {
+fn resolve_env(
+    root: &mut Node,
+    overrides: &HashMap<String, String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     root.for_each_str_mut(&mut |text, node| {
         if !text.contains("${") {
             return;
@@ -387,7 +462,11 @@ fn resolve_env(root: &mut Node, overrides: &HashMap<String, String>, diagnostics
                 Err(message) => {
                     let before = &text[..consumed + start];
                     let line = before.matches('\n').count();
-                    let col = if line == 0 { at_char } else { before.rsplit('\n').next().unwrap().chars().count() };
+                    let col = if line == 0 {
+                        at_char
+                    } else {
+                        before.rsplit('\n').next().unwrap().chars().count()
+                    };
                     let pos = node.pos_in_scalar(line, col);
                     diagnostics.push(Diagnostic::at_pos(&node.file, pos, end + 1, message));
                 }
@@ -401,7 +480,10 @@ fn resolve_env(root: &mut Node, overrides: &HashMap<String, String>, diagnostics
 }
 
 /// `Ok(None)` leaves the text alone (not one of our references).
-fn resolve_reference(reference: &str, overrides: &HashMap<String, String>) -> Result<Option<String>, String> {
+fn resolve_reference(
+    reference: &str,
+    overrides: &HashMap<String, String>,
+) -> Result<Option<String>, String> {
     let (kind, rest) = match reference.split_once(':') {
         Some((k @ ("env" | "secret"), rest)) => (k, rest),
         _ => return Ok(None),
@@ -410,11 +492,18 @@ fn resolve_reference(reference: &str, overrides: &HashMap<String, String>) -> Re
         Some((n, d)) => (n, Some(d)),
         None => (rest, None),
     };
-    let value = overrides.get(name).cloned().or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let value = overrides
+        .get(name)
+        .cloned()
+        .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()));
     let value = match (value, default) {
         (Some(v), _) => v,
         (None, Some(d)) => d.to_string(),
-        (None, None) => return Err(format!("environment variable {name} is not set (referenced as ${{{reference}}})")),
+        (None, None) => {
+            return Err(format!(
+                "environment variable {name} is not set (referenced as ${{{reference}}})"
+            ));
+        }
     };
     if kind == "secret" || secrets::is_secret_name(name) {
         secrets::register(&value);
@@ -429,12 +518,20 @@ mod tests {
 
     #[test]
     fn env_references_resolve_and_missing_ones_are_located() {
-        let mut root = node::parse("a: x-${env:ETL_TEST_SURELY_UNSET}\nb: ${env:ETL_TEST_X:-dflt}\n", "p.yaml").unwrap();
+        let mut root = node::parse(
+            "a: x-${env:ETL_TEST_SURELY_UNSET}\nb: ${env:ETL_TEST_X:-dflt}\n",
+            "p.yaml",
+        )
+        .unwrap();
         let mut diags = Vec::new();
         resolve_env(&mut root, &HashMap::new(), &mut diags);
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].span.start, Pos { line: 1, col: 6 });
-        assert!(diags[0].message.contains("ETL_TEST_SURELY_UNSET is not set"));
+        assert!(
+            diags[0]
+                .message
+                .contains("ETL_TEST_SURELY_UNSET is not set")
+        );
         assert_eq!(root.get("b").unwrap().as_str(), Some("dflt"));
     }
 
@@ -443,6 +540,9 @@ mod tests {
         let mut root = node::parse("settings:\n  ids: [1]\n", "p.yaml").unwrap();
         apply_set(&mut root, "settings.ids", "[2, 3]").unwrap();
         apply_set(&mut root, "settings.new", "x").unwrap();
-        assert_eq!(root.get("settings").unwrap().to_json(), serde_json::json!({"ids": [2, 3], "new": "x"}));
+        assert_eq!(
+            root.get("settings").unwrap().to_json(),
+            serde_json::json!({"ids": [2, 3], "new": "x"})
+        );
     }
 }

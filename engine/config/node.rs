@@ -29,7 +29,13 @@ impl Span {
         } else {
             1
         };
-        Span { start: Pos { line: s.start.line(), col: s.start.col() + 1 }, len }
+        Span {
+            start: Pos {
+                line: s.start.line(),
+                col: s.start.col() + 1,
+            },
+            len,
+        }
     }
 }
 
@@ -63,7 +69,12 @@ pub struct Node {
 
 impl Node {
     pub fn new(kind: Kind, span: Span, file: Arc<str>) -> Node {
-        Node { kind, span, style: Style::Plain, file }
+        Node {
+            kind,
+            span,
+            style: Style::Plain,
+            file,
+        }
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -82,12 +93,18 @@ impl Node {
 
     /// Value of `key` in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// The key node of `key` in a mapping node (errors about a key point at the key).
     pub fn key(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, _)| k)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k)
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -108,10 +125,22 @@ impl Node {
     pub fn pos_in_scalar(&self, line_in_value: usize, col_in_line: usize) -> Pos {
         let start = self.span.start;
         match self.style {
-            Style::Block => Pos { line: start.line + line_in_value, col: start.col + col_in_line },
-            Style::Quoted if line_in_value == 0 => Pos { line: start.line, col: start.col + 1 + col_in_line },
-            _ if line_in_value == 0 => Pos { line: start.line, col: start.col + col_in_line },
-            _ => Pos { line: start.line + line_in_value, col: col_in_line + 1 },
+            Style::Block => Pos {
+                line: start.line + line_in_value,
+                col: start.col + col_in_line,
+            },
+            Style::Quoted if line_in_value == 0 => Pos {
+                line: start.line,
+                col: start.col + 1 + col_in_line,
+            },
+            _ if line_in_value == 0 => Pos {
+                line: start.line,
+                col: start.col + col_in_line,
+            },
+            _ => Pos {
+                line: start.line + line_in_value,
+                col: col_in_line + 1,
+            },
         }
     }
 
@@ -122,11 +151,16 @@ impl Node {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Int(i) => Value::from(*i),
-            Kind::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Kind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             Kind::Str(s) => Value::String(s.clone()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             Kind::Map(entries) => Value::Object(
-                entries.iter().map(|(k, v)| (k.key_text(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_text(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -142,9 +176,12 @@ impl Node {
                 None => Kind::Float(n.as_f64().unwrap_or(0.0)),
             },
             Value::String(s) => Kind::Str(s.clone()),
-            Value::Array(items) => {
-                Kind::Seq(items.iter().map(|v| Node::from_json(v, span, file.clone())).collect())
-            }
+            Value::Array(items) => Kind::Seq(
+                items
+                    .iter()
+                    .map(|v| Node::from_json(v, span, file.clone()))
+                    .collect(),
+            ),
             Value::Object(map) => Kind::Map(
                 map.iter()
                     .map(|(k, v)| {
@@ -175,7 +212,10 @@ impl Node {
     pub fn for_each_str_mut(&mut self, f: &mut dyn FnMut(&mut String, &Node)) {
         match &mut self.kind {
             Kind::Str(_) => {
-                let snapshot = Node { kind: Kind::Null, ..self.clone_shallow() };
+                let snapshot = Node {
+                    kind: Kind::Null,
+                    ..self.clone_shallow()
+                };
                 if let Kind::Str(s) = &mut self.kind {
                     f(s, &snapshot);
                 }
@@ -187,7 +227,12 @@ impl Node {
     }
 
     fn clone_shallow(&self) -> Node {
-        Node { kind: Kind::Null, span: self.span, style: self.style, file: self.file.clone() }
+        Node {
+            kind: Kind::Null,
+            span: self.span,
+            style: self.style,
+            file: self.file.clone(),
+        }
     }
 }
 
@@ -207,14 +252,26 @@ impl fmt::Display for SyntaxError {
 /// Parse one YAML document. Duplicate keys are errors (YAML says so; serde_yaml silently took the last).
 pub fn parse(src: &str, file: &str) -> Result<Node, Vec<SyntaxError>> {
     let file: Arc<str> = Arc::from(file);
-    let mut builder = Builder { file: file.clone(), stack: Vec::new(), anchors: Vec::new(), root: None, errors: Vec::new() };
+    let mut builder = Builder {
+        file: file.clone(),
+        stack: Vec::new(),
+        anchors: Vec::new(),
+        root: None,
+        errors: Vec::new(),
+    };
     for event in Parser::new_from_str(src) {
         match event {
             Ok((ev, span)) => builder.event(ev, span),
             Err(e) => {
                 let m = e.marker();
                 builder.errors.push(SyntaxError {
-                    pos: clamp_to_text(src, Pos { line: m.line(), col: m.col() + 1 }),
+                    pos: clamp_to_text(
+                        src,
+                        Pos {
+                            line: m.line(),
+                            col: m.col() + 1,
+                        },
+                    ),
                     message: format!("YAML syntax error: {}", e.info()),
                 });
                 break;
@@ -224,7 +281,9 @@ pub fn parse(src: &str, file: &str) -> Result<Node, Vec<SyntaxError>> {
     if !builder.errors.is_empty() {
         return Err(builder.errors);
     }
-    Ok(builder.root.unwrap_or_else(|| Node::new(Kind::Null, Span::default(), file)))
+    Ok(builder
+        .root
+        .unwrap_or_else(|| Node::new(Kind::Null, Span::default(), file)))
 }
 
 /// An error noticed at the end of input points at the end of the last line that has text,
@@ -235,7 +294,10 @@ fn clamp_to_text(src: &str, pos: Pos) -> Pos {
         return pos;
     }
     match lines.iter().rposition(|l| !l.trim().is_empty()) {
-        Some(i) => Pos { line: i + 1, col: lines[i].chars().count() + 1 },
+        Some(i) => Pos {
+            line: i + 1,
+            col: lines[i].chars().count() + 1,
+        },
         None => pos,
     }
 }
@@ -258,7 +320,11 @@ impl Builder {
         let sp = Span::from_yaml(span);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let mut node = Node::new(scalar_kind(&text, style, tag.is_some()), sp, self.file.clone());
+                let mut node = Node::new(
+                    scalar_kind(&text, style, tag.is_some()),
+                    sp,
+                    self.file.clone(),
+                );
                 node.style = match style {
                     ScalarStyle::Plain => Style::Plain,
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
@@ -266,7 +332,10 @@ impl Builder {
                 };
                 if node.style == Style::Block {
                     // Block content starts on the next line, indented.
-                    node.span.start = Pos { line: sp.start.line + 1, col: sp.start.col + 2 };
+                    node.span.start = Pos {
+                        line: sp.start.line + 1,
+                        col: sp.start.col + 2,
+                    };
                 }
                 self.push_value(node, anchor);
             }
@@ -291,7 +360,12 @@ impl Builder {
                 }
             }
             Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
+                let found = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, n)| n.clone());
                 match found {
                     Some(mut n) => {
                         n.span = sp;
@@ -322,7 +396,9 @@ impl Builder {
                         let line = first.span.start.line;
                         self.errors.push(SyntaxError {
                             pos: key.span.start,
-                            message: format!("duplicate key `{name}` (first defined on line {line})"),
+                            message: format!(
+                                "duplicate key `{name}` (first defined on line {line})"
+                            ),
                         });
                     }
                     entries.push((key, node));
@@ -346,7 +422,10 @@ fn scalar_kind(text: &str, style: ScalarStyle, tagged: bool) -> Kind {
     if let Ok(i) = text.parse::<i64>() {
         return Kind::Int(i);
     }
-    let numeric = text.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
+    let numeric = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
     if numeric && let Ok(f) = text.parse::<f64>() {
         return Kind::Float(f);
     }
@@ -359,15 +438,29 @@ mod tests {
 
     #[test]
     fn keeps_positions_of_keys_and_values() {
-        let doc = parse("name: x\nsource:\n  type: files\n  path: a.jsonl\n", "p.yaml").unwrap();
+        let doc = parse(
+            "name: x\nsource:\n  type: files\n  path: a.jsonl\n",
+            "p.yaml",
+        )
+        .unwrap();
         let source = doc.get("source").unwrap();
-        assert_eq!(source.key("path").unwrap().span.start, Pos { line: 4, col: 3 });
-        assert_eq!(source.get("path").unwrap().span.start, Pos { line: 4, col: 9 });
+        assert_eq!(
+            source.key("path").unwrap().span.start,
+            Pos { line: 4, col: 3 }
+        );
+        assert_eq!(
+            source.get("path").unwrap().span.start,
+            Pos { line: 4, col: 9 }
+        );
     }
 
     #[test]
     fn resolves_scalars_like_yaml_1_2() {
-        let doc = parse("a: 1\nb: '1'\nc: true\nd: 2.5\ne: ~\nf: 2020-12-22\n", "p.yaml").unwrap();
+        let doc = parse(
+            "a: 1\nb: '1'\nc: true\nd: 2.5\ne: ~\nf: 2020-12-22\n",
+            "p.yaml",
+        )
+        .unwrap();
         assert!(matches!(doc.get("a").unwrap().kind, Kind::Int(1)));
         assert!(matches!(doc.get("b").unwrap().kind, Kind::Str(_)));
         assert!(matches!(doc.get("c").unwrap().kind, Kind::Bool(true)));

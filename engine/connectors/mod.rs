@@ -22,6 +22,8 @@ pub fn registry() -> &'static Registry {
         transform::register(&mut r);
         files::register(&mut r);
         http::register(&mut r);
+        bitrix24::register(&mut r);
+        otmechalka::register(&mut r);
         crate::table::register(&mut r);
         xlsx::register(&mut r);
         email::register(&mut r);

@@ -5,8 +5,19 @@ use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 
 /// Names of our own filters, for the "unknown filter" check.
-pub const CUSTOM: &[&str] =
-    &["phone", "date", "money", "lookup", "map_values", "flatten", "unique_list", "compact", "to_number", "datetime"];
+pub const CUSTOM: &[&str] = &[
+    "phone",
+    "date",
+    "money",
+    "lookup",
+    "map_values",
+    "flatten",
+    "unique_list",
+    "compact",
+    "to_number",
+    "datetime",
+    "match_rules",
+];
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("phone", phone);
@@ -19,6 +30,103 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("unique_list", unique_list);
     env.add_filter("compact", compact);
     env.add_filter("to_number", to_number);
+    env.add_filter("match_rules", match_rules);
+    // Bitrix24 leaves out empty fields, so the builtins that would stop at a missing value
+    // (`source.PHONE | first | attr('VALUE')`) treat it as nothing instead.
+    env.add_filter("first", first);
+    env.add_filter("last", last);
+    env.add_filter("attr", attr);
+    env.add_filter("length", length);
+    env.add_filter("count", length);
+    env.add_filter("join", join);
+    env.add_filter("trim", trim);
+}
+
+fn nothing() -> Value {
+    Value::UNDEFINED
+}
+
+fn absent(v: &Value) -> bool {
+    v.is_undefined() || v.is_none()
+}
+
+fn first(v: Value) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(nothing());
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(s
+            .chars()
+            .next()
+            .map(|c| Value::from(c.to_string()))
+            .unwrap_or_else(nothing));
+    }
+    Ok(v.try_iter()?.next().unwrap_or_else(nothing))
+}
+
+fn last(v: Value) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(nothing());
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(s
+            .chars()
+            .last()
+            .map(|c| Value::from(c.to_string()))
+            .unwrap_or_else(nothing));
+    }
+    Ok(v.try_iter()?.last().unwrap_or_else(nothing))
+}
+
+fn attr(v: Value, name: &str) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(nothing());
+    }
+    v.get_attr(name)
+}
+
+fn length(v: Value) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(Value::from(0));
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(Value::from(s.chars().count()));
+    }
+    v.len()
+        .map(Value::from)
+        .ok_or_else(|| invalid(format!("cannot take the length of {}", v.kind())))
+}
+
+fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(Value::from(""));
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(Value::from(s));
+    }
+    let sep = sep.unwrap_or_default();
+    let parts: Vec<String> = v
+        .try_iter()?
+        .map(|x| {
+            if absent(&x) {
+                String::new()
+            } else {
+                x.to_string()
+            }
+        })
+        .collect();
+    Ok(Value::from(parts.join(&sep)))
+}
+
+fn trim(v: Value, chars: Option<String>) -> Result<Value, Error> {
+    if absent(&v) {
+        return Ok(Value::from(""));
+    }
+    let s = v.to_string();
+    Ok(Value::from(match chars {
+        Some(c) => s.trim_matches(|x| c.contains(x)).to_string(),
+        None => s.trim().to_string(),
+    }))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -37,7 +145,9 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
         11 if digits.starts_with('7') => Ok(digits),
         11 if digits.starts_with('8') => Ok(format!("7{}", &digits[1..])),
         10 => Ok(format!("7{digits}")),
-        _ => Err(format!("invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8")),
+        _ => Err(format!(
+            "invalid phone number \"{raw}\": expected 10 digits, or 11 starting with 7 or 8"
+        )),
     }
 }
 
@@ -66,7 +176,9 @@ pub fn iso_date(raw: &str) -> Result<String, String> {
             return Ok(d.format("%Y-%m-%d").to_string());
         }
     }
-    Err(format!("invalid date \"{raw}\": expected ISO 8601 such as 2020-12-13T03:00:00+03:00"))
+    Err(format!(
+        "invalid date \"{raw}\": expected ISO 8601 such as 2020-12-13T03:00:00+03:00"
+    ))
 }
 
 fn date(v: Value) -> Result<Value, Error> {
@@ -84,14 +196,25 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let format: Option<String> = kwargs.get("format")?;
     kwargs.assert_all_used()?;
     let raw = v.to_string();
-    let dt = chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map_err(|_| invalid(format!("invalid date-time \"{raw}\": expected ISO 8601 with an offset")))?;
-    Ok(Value::from(dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z")).to_string()))
+    let dt = chrono::DateTime::parse_from_rfc3339(raw.trim()).map_err(|_| {
+        invalid(format!(
+            "invalid date-time \"{raw}\": expected ISO 8601 with an offset"
+        ))
+    })?;
+    Ok(Value::from(
+        dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z"))
+            .to_string(),
+    ))
 }
 
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
 pub fn format_money(raw: &str) -> Result<String, String> {
-    let n: f64 = raw.trim().replace(',', ".").replace(' ', "").parse().map_err(|_| format!("invalid amount \"{raw}\""))?;
+    let n: f64 = raw
+        .trim()
+        .replace(',', ".")
+        .replace(' ', "")
+        .parse()
+        .map_err(|_| format!("invalid amount \"{raw}\""))?;
     if !n.is_finite() {
         return Err(format!("invalid amount \"{raw}\""));
     }
@@ -102,7 +225,9 @@ fn money(v: Value) -> Result<Value, Error> {
     if is_empty(&v) {
         return Ok(Value::from(()));
     }
-    format_money(&v.to_string()).map(Value::from).map_err(invalid)
+    format_money(&v.to_string())
+        .map(Value::from)
+        .map_err(invalid)
 }
 
 fn to_number(v: Value) -> Result<Value, Error> {
@@ -116,7 +241,11 @@ fn to_number(v: Value) -> Result<Value, Error> {
     if let Ok(i) = text.trim().parse::<i64>() {
         return Ok(Value::from(i));
     }
-    text.trim().replace(',', ".").parse::<f64>().map(Value::from).map_err(|_| invalid(format!("not a number: \"{text}\"")))
+    text.trim()
+        .replace(',', ".")
+        .parse::<f64>()
+        .map(Value::from)
+        .map_err(|_| invalid(format!("not a number: \"{text}\"")))
 }
 
 fn key_of(v: &Value) -> String {
@@ -129,16 +258,24 @@ fn key_of(v: &Value) -> String {
 /// One value through a value map (`settings.payment_methods`); unknown -> `default` or none.
 fn lookup(v: Value, map: Value, default: Option<Value>) -> Result<Value, Error> {
     if map.kind() != ValueKind::Map {
-        return Err(invalid("lookup expects a mapping, e.g. lookup(settings.branches)"));
+        return Err(invalid(
+            "lookup expects a mapping, e.g. lookup(settings.branches)",
+        ));
     }
     let found = map.get_item(&Value::from(key_of(&v)))?;
-    Ok(if found.is_undefined() { default.unwrap_or(Value::from(())) } else { found })
+    Ok(if found.is_undefined() {
+        default.unwrap_or(Value::from(()))
+    } else {
+        found
+    })
 }
 
 /// Every element of a list (or a single value) through a value map, unknown ones dropped.
 fn map_values(v: Value, map: Value) -> Result<Value, Error> {
     if map.kind() != ValueKind::Map {
-        return Err(invalid("map_values expects a mapping, e.g. map_values(settings.products)"));
+        return Err(invalid(
+            "map_values expects a mapping, e.g. map_values(settings.products)",
+        ));
     }
     let items: Vec<Value> = if is_empty(&v) {
         vec![]
@@ -192,7 +329,65 @@ fn compact(v: Value) -> Result<Value, Error> {
     if is_empty(&v) {
         return Ok(Value::from(Vec::<Value>::new()));
     }
-    Ok(Value::from(v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>()))
+    Ok(Value::from(
+        v.try_iter()?.filter(|x| !is_empty(x)).collect::<Vec<_>>(),
+    ))
+}
+
+/// The values of a fact as strings (a list, or one value; empty is none).
+fn fact_values(v: &Value) -> Result<Vec<String>, Error> {
+    if is_empty(v) {
+        return Ok(vec![]);
+    }
+    if matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
+        return Ok(v
+            .try_iter()?
+            .filter(|x| !is_empty(x))
+            .map(|x| key_of(&x))
+            .collect());
+    }
+    Ok(vec![key_of(v)])
+}
+
+/// Rules from settings whose `when` conditions all hold for the given facts:
+/// `settings.course_rules | match_rules(product=source.UF_X, branch=source.UF_Y)`.
+/// A condition `product: "404"` holds when the fact `product` (a value or a list) contains 404;
+/// a list of values in a condition holds when any of them is there.
+fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
+    let mut known: Vec<(String, Vec<String>)> = Vec::new();
+    for name in facts.args() {
+        let v: Value = facts.get(name)?;
+        known.push((name.to_string(), fact_values(&v)?));
+    }
+    let mut out = Vec::new();
+    for rule in rules.try_iter()? {
+        let when = rule.get_attr("when")?;
+        if when.is_undefined() || when.kind() != ValueKind::Map {
+            return Err(invalid("each rule needs a `when:` mapping of conditions"));
+        }
+        let mut all = true;
+        for key in when.try_iter()? {
+            let name = key_of(&key);
+            let wanted = fact_values(&when.get_item(&key)?)?;
+            let have = known
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_slice());
+            let Some(have) = have else {
+                return Err(invalid(format!(
+                    "rule condition `{name}` has no fact; pass {name}=... to match_rules"
+                )));
+            };
+            if !wanted.iter().any(|w| have.contains(w)) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            out.push(rule);
+        }
+    }
+    Ok(Value::from(out))
 }
 
 #[cfg(test)]
@@ -230,12 +425,67 @@ mod tests {
         let mut env = Environment::new();
         register(&mut env);
         let out = env
-            .render_str("{{ [404, 999, 410] | map_values({'404': 'chess', '410': 'online'}) | join(',') }}", ())
+            .render_str(
+                "{{ [404, 999, 410] | map_values({'404': 'chess', '410': 'online'}) | join(',') }}",
+                (),
+            )
             .unwrap();
         assert_eq!(out, "chess,online");
         let out = env.render_str("{{ 450 | lookup({'450': 'CASH'}, 'ONLINE') }}-{{ 7 | lookup({'450': 'CASH'}, 'ONLINE') }}", ()).unwrap();
         assert_eq!(out, "CASH-ONLINE");
-        let out = env.render_str("{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}", ()).unwrap();
+        let out = env
+            .render_str(
+                "{{ [[1, 2], [2, 3]] | flatten | unique_list | join(',') }}",
+                (),
+            )
+            .unwrap();
         assert_eq!(out, "1,2,3");
+    }
+
+    #[test]
+    fn missing_values_flow_through_list_filters() {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        register(&mut env);
+        let ctx = minijinja::context! { r => minijinja::context! { PHONE => vec![minijinja::context! { VALUE => "8 926 123-45-67" }] } };
+        let render = |t: &str| env.render_str(t, ctx.clone()).unwrap();
+        assert_eq!(
+            render("{{ r.PHONE | first | attr('VALUE') | phone }}"),
+            "79261234567"
+        );
+        assert_eq!(
+            render("[{{ r.EMAIL | first | attr('VALUE') | trim }}]"),
+            "[]"
+        );
+        assert_eq!(
+            render("{{ r.EMAIL | length }}-{{ r.EMAIL | join(',') }}-{{ r.PHONE | length }}"),
+            "0--1"
+        );
+    }
+
+    #[test]
+    fn rules_match_when_every_condition_holds() {
+        let mut env = Environment::new();
+        register(&mut env);
+        let rules = "[{'when': {'product': '410'}, 'c': 'online'}, {'when': {'product': '404', 'branch': '48'}, 'c': 'gogol'}, {'when': {'product': '404', 'branch': '12708'}, 'c': 'skolkovo'}]";
+        let render = |facts: &str| {
+            env.render_str(
+                &format!(
+                    "{{{{ {rules} | match_rules({facts}) | map(attribute='c') | join(',') }}}}"
+                ),
+                (),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            render("product=[404, 410], branch=[48, 999]"),
+            "online,gogol"
+        );
+        assert_eq!(
+            render("product=[404], branch=[12708, 48]"),
+            "gogol,skolkovo"
+        );
+        assert_eq!(render("product=[999], branch=[48]"), "");
+        assert_eq!(render("product=none, branch=none"), "");
     }
 }

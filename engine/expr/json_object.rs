@@ -51,9 +51,10 @@ fn to_value_in(root: &Arc<Json>, value: &Json) -> Value {
             _ => Value::from(n.to_string()),
         },
         Json::String(s) => Value::from(s.as_str()),
-        Json::Array(_) | Json::Object(_) => {
-            Value::from_object(JsonView { root: root.clone(), at: NonNull::from(value) })
-        }
+        Json::Array(_) | Json::Object(_) => Value::from_object(JsonView {
+            root: root.clone(),
+            at: NonNull::from(value),
+        }),
     }
 }
 
@@ -70,7 +71,11 @@ impl Object for JsonView {
             Json::Object(map) => map.get(key.as_str()?).map(|v| self.child(v)),
             Json::Array(items) => {
                 let idx = i64::try_from(key.clone()).ok()?;
-                let idx = if idx < 0 { items.len() as i64 + idx } else { idx };
+                let idx = if idx < 0 {
+                    items.len() as i64 + idx
+                } else {
+                    idx
+                };
                 items.get(usize::try_from(idx).ok()?).map(|v| self.child(v))
             }
             _ => None,
@@ -80,7 +85,9 @@ impl Object for JsonView {
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         match self.get() {
             Json::Array(items) => Enumerator::Seq(items.len()),
-            Json::Object(map) => Enumerator::Values(map.keys().map(|k| Value::from(k.as_str())).collect()),
+            Json::Object(map) => {
+                Enumerator::Values(map.keys().map(|k| Value::from(k.as_str())).collect())
+            }
             _ => Enumerator::Empty,
         }
     }

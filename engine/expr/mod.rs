@@ -17,24 +17,39 @@ pub use template::Template;
 /// The variables a template sees while a record is processed:
 /// `source` (the record as read), `record` (after mappings), `steps.<id>` (step outputs),
 /// `settings`, `run` (name, started_at), and in hooks `outcome` and `error`.
+/// The JSON parts are shared, not copied, and turned into template values only when a template
+/// looks at them; plain lookups (`{{ source.NAME }}`) read the JSON directly.
 #[derive(Debug)]
 pub struct Scope {
-    pub source: Value,
-    pub record: Value,
-    pub steps: Value,
-    pub settings: Value,
+    pub source: Arc<Json>,
+    pub record: Arc<Json>,
+    pub steps: Arc<Json>,
+    pub settings: Arc<Json>,
     pub run: Value,
     pub outcome: Value,
     pub error: Value,
 }
 
+impl Scope {
+    /// The JSON document behind a root variable.
+    pub fn json(&self, root: &str) -> Option<&Json> {
+        Some(match root {
+            "source" => &self.source,
+            "record" => &self.record,
+            "steps" => &self.steps,
+            "settings" => &self.settings,
+            _ => return None,
+        })
+    }
+}
+
 impl Object for Scope {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         Some(match key.as_str()? {
-            "source" => self.source.clone(),
-            "record" => self.record.clone(),
-            "steps" => self.steps.clone(),
-            "settings" => self.settings.clone(),
+            "source" => json_value(&self.source),
+            "record" => json_value(&self.record),
+            "steps" => json_value(&self.steps),
+            "settings" => json_value(&self.settings),
             "run" => self.run.clone(),
             "outcome" => self.outcome.clone(),
             "error" => self.error.clone(),
@@ -46,9 +61,13 @@ impl Object for Scope {
 /// Variables available to templates in steps and sinks.
 pub const RECORD_ROOTS: &[&str] = &["source", "record", "steps", "settings", "run"];
 /// Hooks additionally see the outcome of the record.
-pub const HOOK_ROOTS: &[&str] = &["source", "record", "steps", "settings", "run", "outcome", "error"];
+pub const HOOK_ROOTS: &[&str] = &[
+    "source", "record", "steps", "settings", "run", "outcome", "error",
+];
 /// The pipeline's `journal:` template sees the run's results.
-pub const JOURNAL_ROOTS: &[&str] = &["success", "status", "error", "counts", "counters", "log", "settings", "run"];
+pub const JOURNAL_ROOTS: &[&str] = &[
+    "success", "status", "error", "counts", "counters", "log", "settings", "run",
+];
 /// Source parameters are rendered once per run, before any record exists.
 pub const SOURCE_ROOTS: &[&str] = &["settings", "run", "cursor"];
 

@@ -29,10 +29,16 @@ impl JsonPath {
     /// Compile; the error carries the 0-based column inside the path where parsing failed.
     pub fn compile(source: &str) -> Result<JsonPath, (usize, String)> {
         match parse_json_path(source) {
-            Ok(q) => Ok(JsonPath { source: source.into(), query: Arc::new(q) }),
+            Ok(q) => Ok(JsonPath {
+                source: source.into(),
+                query: Arc::new(q),
+            }),
             Err(e) => {
                 let text = e.to_string();
-                Err((error_column(&text), format!("invalid JSON path `{source}`: {}", first_line(&text))))
+                Err((
+                    error_column(&text),
+                    format!("invalid JSON path `{source}`: {}", first_line(&text)),
+                ))
             }
         }
     }
@@ -43,7 +49,9 @@ impl JsonPath {
 
     /// Every match, in document order.
     pub fn all<'a>(&self, value: &'a Json) -> Vec<&'a Json> {
-        js_path_process(&self.query, value).map(|hits| hits.into_iter().map(|q| q.val()).collect()).unwrap_or_default()
+        js_path_process(&self.query, value)
+            .map(|hits| hits.into_iter().map(|q| q.val()).collect())
+            .unwrap_or_default()
     }
 
     /// The first match, if any.
@@ -56,7 +64,11 @@ impl JsonPath {
 fn error_column(text: &str) -> usize {
     text.split("-->")
         .nth(1)
-        .and_then(|rest| rest.trim().split(|c: char| !c.is_ascii_digit() && c != ':').next())
+        .and_then(|rest| {
+            rest.trim()
+                .split(|c: char| !c.is_ascii_digit() && c != ':')
+                .next()
+        })
         .and_then(|lc| lc.split(':').nth(1))
         .and_then(|c| c.parse::<usize>().ok())
         .map(|c| c.saturating_sub(1))
@@ -64,7 +76,10 @@ fn error_column(text: &str) -> usize {
 }
 
 fn first_line(text: &str) -> String {
-    let expected = text.lines().find(|l| l.trim_start().starts_with('=')).map(|l| l.trim().trim_start_matches('=').trim());
+    let expected = text
+        .lines()
+        .find(|l| l.trim_start().starts_with('='))
+        .map(|l| l.trim().trim_start_matches('=').trim());
     match expected {
         Some(e) => e.to_string(),
         None => text.lines().next().unwrap_or("").to_string(),
@@ -81,7 +96,10 @@ impl<'de> Deserialize<'de> for JsonPath {
 /// Compile a path from a YAML node; an error is reported to the current load and the path
 /// degrades to `$` so that loading continues.
 pub fn from_node(node: &Node) -> JsonPath {
-    let source = node.as_str().map(str::to_string).unwrap_or_else(|| node.key_text());
+    let source = node
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| node.key_text());
     match JsonPath::compile(&source) {
         Ok(p) => p,
         Err((col, message)) => {
@@ -115,7 +133,13 @@ mod tests {
         let p = JsonPath::compile("$.PHONE[0].VALUE").unwrap();
         let doc = json!({"PHONE": [{"VALUE": "8 926"}, {"VALUE": "x"}]});
         assert_eq!(p.first(&doc), Some(&json!("8 926")));
-        assert_eq!(JsonPath::compile("$.orders[*].id").unwrap().all(&json!({"orders": [{"id": 1}, {"id": 2}]})).len(), 2);
+        assert_eq!(
+            JsonPath::compile("$.orders[*].id")
+                .unwrap()
+                .all(&json!({"orders": [{"id": 1}, {"id": 2}]}))
+                .len(),
+            2
+        );
     }
 
     #[test]

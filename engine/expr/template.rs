@@ -14,19 +14,63 @@ use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use super::filters;
 use super::json_object::to_json;
+use super::{Scope, filters};
 use crate::config::de::capture_node;
 use crate::config::diag::{Diagnostic, unknown_message};
 use crate::config::load;
 use crate::config::node::{Kind, Node};
 
 const BUILTIN_FILTERS: &[&str] = &[
-    "abs", "attr", "batch", "bool", "capitalize", "chain", "count", "d", "default", "dictsort", "e", "escape",
-    "first", "float", "format", "groupby", "indent", "int", "items", "join", "last", "length", "lines", "list",
-    "lower", "map", "max", "min", "pprint", "reject", "rejectattr", "replace", "reverse", "round", "safe",
-    "select", "selectattr", "slice", "sort", "split", "string", "sum", "title", "tojson", "trim", "unique",
-    "upper", "urlencode", "zip",
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "zip",
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -39,6 +83,8 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 enum Compiled {
     Literal(Json),
+    /// `{{ source.A.B[0] }}`: read straight from the record's JSON, no template machinery.
+    Lookup(String, Vec<Segment>, Expression<'static, 'static>),
     Expr(Expression<'static, 'static>),
     Text(minijinja::Template<'static, 'static>),
 }
@@ -68,7 +114,10 @@ pub struct CompileError {
 
 impl Template {
     pub fn literal(value: Json) -> Template {
-        Template(Arc::new(Inner { source: value.to_string(), compiled: Compiled::Literal(value) }))
+        Template(Arc::new(Inner {
+            source: value.to_string(),
+            compiled: Compiled::Literal(value),
+        }))
     }
 
     pub fn source(&self) -> &str {
@@ -81,35 +130,76 @@ impl Template {
 
     /// Compile `source`; `roots` are the variables this place may use and `steps` the step ids
     /// defined before it (for `steps.<id>` references).
-    pub fn compile(source: &str, roots: &[&str], steps: &[String]) -> Result<Template, Vec<CompileError>> {
+    pub fn compile(
+        source: &str,
+        roots: &[&str],
+        steps: &[String],
+    ) -> Result<Template, Vec<CompileError>> {
         let compiled = if let Some(expr) = single_expression(source) {
             let offset = source.find("{{").unwrap() + 2;
             let e = ENV
                 .compile_expression_owned(expr.to_string())
                 .map_err(|e| vec![syntax_error(source, &e, offset)])?;
-            Compiled::Expr(e)
+            match plain_lookup(expr) {
+                Some((root, path)) => Compiled::Lookup(root, path, e),
+                None => Compiled::Expr(e),
+            }
         } else if source.contains("{{") || source.contains("{%") {
             let leaked: &'static str = Box::leak(source.to_string().into_boxed_str());
-            Compiled::Text(ENV.template_from_str(leaked).map_err(|e| vec![syntax_error(source, &e, 0)])?)
+            Compiled::Text(
+                ENV.template_from_str(leaked)
+                    .map_err(|e| vec![syntax_error(source, &e, 0)])?,
+            )
         } else {
-            return Ok(Template(Arc::new(Inner { source: source.into(), compiled: Compiled::Literal(Json::String(source.into())) })));
+            return Ok(Template(Arc::new(Inner {
+                source: source.into(),
+                compiled: Compiled::Literal(Json::String(source.into())),
+            })));
         };
         let mut errors = unknown_filters(source);
         let vars = match &compiled {
-            Compiled::Expr(e) => e.undeclared_variables(true),
+            Compiled::Expr(e) | Compiled::Lookup(_, _, e) => e.undeclared_variables(true),
             Compiled::Text(t) => t.undeclared_variables(true),
             Compiled::Literal(_) => Default::default(),
         };
-        errors.extend(unknown_variables(source, vars.into_iter().collect(), roots, steps));
-        if errors.is_empty() { Ok(Template(Arc::new(Inner { source: source.into(), compiled }))) } else { Err(errors) }
+        errors.extend(unknown_variables(
+            source,
+            vars.into_iter().collect(),
+            roots,
+            steps,
+        ));
+        if errors.is_empty() {
+            Ok(Template(Arc::new(Inner {
+                source: source.into(),
+                compiled,
+            })))
+        } else {
+            Err(errors)
+        }
     }
 
     /// Evaluate to a typed JSON value.
     pub fn eval(&self, scope: &Value) -> Result<Json, String> {
         match &self.0.compiled {
             Compiled::Literal(v) => Ok(v.clone()),
-            Compiled::Expr(e) => e.eval(scope.clone()).map(|v| to_json(&v)).map_err(|e| error_text(&e)),
-            Compiled::Text(t) => t.render(scope.clone()).map(Json::String).map_err(|e| error_text(&e)),
+            Compiled::Lookup(root, path, e) => match scope
+                .downcast_object_ref::<Scope>()
+                .and_then(|s| s.json(root))
+            {
+                Some(doc) => Ok(walk(doc, path).cloned().unwrap_or(Json::Null)),
+                None => e
+                    .eval(scope.clone())
+                    .map(|v| to_json(&v))
+                    .map_err(|e| error_text(&e)),
+            },
+            Compiled::Expr(e) => e
+                .eval(scope.clone())
+                .map(|v| to_json(&v))
+                .map_err(|e| error_text(&e)),
+            Compiled::Text(t) => t
+                .render(scope.clone())
+                .map(Json::String)
+                .map_err(|e| error_text(&e)),
         }
     }
 
@@ -126,10 +216,65 @@ impl Template {
     pub fn test(&self, scope: &Value) -> Result<bool, String> {
         match &self.0.compiled {
             Compiled::Literal(v) => Ok(truthy(v)),
-            Compiled::Expr(e) => e.eval(scope.clone()).map(|v| v.is_true()).map_err(|e| error_text(&e)),
-            Compiled::Text(t) => t.render(scope.clone()).map(|s| !matches!(s.trim(), "" | "false" | "False" | "0")).map_err(|e| error_text(&e)),
+            Compiled::Lookup(..) => self.eval(scope).map(|v| truthy(&v)),
+            Compiled::Expr(e) => e
+                .eval(scope.clone())
+                .map(|v| v.is_true())
+                .map_err(|e| error_text(&e)),
+            Compiled::Text(t) => t
+                .render(scope.clone())
+                .map(|s| !matches!(s.trim(), "" | "false" | "False" | "0"))
+                .map_err(|e| error_text(&e)),
         }
     }
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `source.PHONE[0].VALUE` -> ("source", [PHONE, 0, VALUE]); anything fancier is not a plain lookup.
+fn plain_lookup(expr: &str) -> Option<(String, Vec<Segment>)> {
+    let expr = expr.trim();
+    let is_ident = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let mut rest = expr;
+    let root_end = rest.find(['.', '[']).unwrap_or(rest.len());
+    let root = &rest[..root_end];
+    if !matches!(root, "source" | "record" | "steps" | "settings") {
+        return None;
+    }
+    rest = &rest[root_end..];
+    let mut path = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            if !is_ident(&r[..end]) {
+                return None;
+            }
+            path.push(Segment::Key(r[..end].to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            path.push(Segment::Index(r[..end].trim().parse().ok()?));
+            rest = &r[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some((root.to_string(), path))
+}
+
+fn walk<'a>(doc: &'a Json, path: &[Segment]) -> Option<&'a Json> {
+    path.iter().try_fold(doc, |at, seg| match seg {
+        Segment::Key(k) => at.get(k.as_str()),
+        Segment::Index(i) => at.get(*i),
+    })
 }
 
 fn truthy(v: &Json) -> bool {
@@ -172,7 +317,12 @@ fn line_col(source: &str, offset: usize) -> (usize, usize) {
 fn syntax_error(source: &str, e: &minijinja::Error, offset: usize) -> CompileError {
     let at = e.range().map(|r| r.start + offset).unwrap_or(offset);
     let (line, col) = line_col(source, at);
-    CompileError { line, col, len: e.range().map(|r| r.len()).unwrap_or(1), message: format!("template syntax error: {}", error_text(e)) }
+    CompileError {
+        line,
+        col,
+        len: e.range().map(|r| r.len()).unwrap_or(1),
+        message: format!("template syntax error: {}", error_text(e)),
+    }
 }
 
 fn unknown_filters(source: &str) -> Vec<CompileError> {
@@ -190,7 +340,12 @@ fn unknown_filters(source: &str) -> Vec<CompileError> {
                     Some(s) => format!("unknown filter `{name}` (did you mean `{s}`?)"),
                     None => suggestion,
                 };
-                errors.push(CompileError { line, col, len: name.len(), message });
+                errors.push(CompileError {
+                    line,
+                    col,
+                    len: name.len(),
+                    message,
+                });
             }
         }
         after_pipe = matches!(token, Token::Pipe);
@@ -198,7 +353,12 @@ fn unknown_filters(source: &str) -> Vec<CompileError> {
     errors
 }
 
-fn unknown_variables(source: &str, vars: BTreeSet<String>, roots: &[&str], steps: &[String]) -> Vec<CompileError> {
+fn unknown_variables(
+    source: &str,
+    vars: BTreeSet<String>,
+    roots: &[&str],
+    steps: &[String],
+) -> Vec<CompileError> {
     let mut errors = Vec::new();
     let locate = |name: &str| {
         let at = source.find(name).unwrap_or(0);
@@ -209,7 +369,12 @@ fn unknown_variables(source: &str, vars: BTreeSet<String>, roots: &[&str], steps
         let root = parts.next().unwrap_or_default();
         if !roots.contains(&root) {
             let (line, col) = locate(root);
-            errors.push(CompileError { line, col, len: root.len(), message: unknown_message("variable", root, roots) });
+            errors.push(CompileError {
+                line,
+                col,
+                len: root.len(),
+                message: unknown_message("variable", root, roots),
+            });
         } else if root == "steps"
             && let Some(step) = parts.next()
             && !steps.iter().any(|s| s == step)
@@ -218,9 +383,16 @@ fn unknown_variables(source: &str, vars: BTreeSet<String>, roots: &[&str], steps
             let known: Vec<&str> = steps.iter().map(String::as_str).collect();
             let message = match crate::config::diag::did_you_mean(step, known.iter().copied()) {
                 Some(s) => format!("unknown step reference `{step}` (did you mean `{s}`?)"),
-                None => format!("unknown step reference `{step}`: no step with this id comes before this point"),
+                None => format!(
+                    "unknown step reference `{step}`: no step with this id comes before this point"
+                ),
             };
-            errors.push(CompileError { line, col, len: var.len(), message });
+            errors.push(CompileError {
+                line,
+                col,
+                len: var.len(),
+                message,
+            });
         }
     }
     errors
@@ -277,26 +449,90 @@ mod tests {
 
     #[test]
     fn single_expression_keeps_its_type() {
-        let t = Template::compile("{{ [1, 2] | map('string') | list }}", &roots(), &[]).ok().unwrap();
-        assert_eq!(t.eval(&Value::from(())).unwrap(), serde_json::json!(["1", "2"]));
-        let t = Template::compile("Hello {{ 1 + 1 }}", &roots(), &[]).ok().unwrap();
-        assert_eq!(t.eval(&Value::from(())).unwrap(), serde_json::json!("Hello 2"));
-        assert!(Template::compile("plain", &roots(), &[]).ok().unwrap().is_literal());
+        let t = Template::compile("{{ [1, 2] | map('string') | list }}", &roots(), &[])
+            .ok()
+            .unwrap();
+        assert_eq!(
+            t.eval(&Value::from(())).unwrap(),
+            serde_json::json!(["1", "2"])
+        );
+        let t = Template::compile("Hello {{ 1 + 1 }}", &roots(), &[])
+            .ok()
+            .unwrap();
+        assert_eq!(
+            t.eval(&Value::from(())).unwrap(),
+            serde_json::json!("Hello 2")
+        );
+        assert!(
+            Template::compile("plain", &roots(), &[])
+                .ok()
+                .unwrap()
+                .is_literal()
+        );
+    }
+
+    #[test]
+    fn plain_lookups_read_json_directly() {
+        use std::sync::Arc;
+        let scope = Value::from_object(Scope {
+            source: Arc::new(serde_json::json!({"PHONE": [{"VALUE": "8 926"}], "ID": "7"})),
+            record: Arc::new(Json::Null),
+            steps: Arc::new(serde_json::json!({})),
+            settings: Arc::new(serde_json::json!({})),
+            run: Value::from(()),
+            outcome: Value::from(()),
+            error: Value::from(()),
+        });
+        let t = Template::compile("{{ source.PHONE[0].VALUE }}", &roots(), &[])
+            .ok()
+            .unwrap();
+        assert!(matches!(t.0.compiled, Compiled::Lookup(..)));
+        assert_eq!(t.eval(&scope).unwrap(), serde_json::json!("8 926"));
+        let t = Template::compile("{{ source.MISSING.X }}", &roots(), &[])
+            .ok()
+            .unwrap();
+        assert_eq!(t.eval(&scope).unwrap(), Json::Null);
+        assert!(plain_lookup("source.X | phone").is_none());
+        assert!(plain_lookup("source[settings.x]").is_none());
     }
 
     #[test]
     fn reports_unknown_filters_variables_and_steps_with_positions() {
-        let errs = Template::compile("{{ source.PHONE | phnoe }}", &roots(), &[]).err().unwrap();
+        let errs = Template::compile("{{ source.PHONE | phnoe }}", &roots(), &[])
+            .err()
+            .unwrap();
         assert_eq!((errs[0].line, errs[0].col), (0, 18));
-        assert!(errs[0].message.contains("did you mean `phone`"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("did you mean `phone`"),
+            "{}",
+            errs[0].message
+        );
 
-        let errs = Template::compile("{{ sorce.NAME }}", &roots(), &[]).err().unwrap();
-        assert!(errs[0].message.contains("did you mean `source`"), "{}", errs[0].message);
+        let errs = Template::compile("{{ sorce.NAME }}", &roots(), &[])
+            .err()
+            .unwrap();
+        assert!(
+            errs[0].message.contains("did you mean `source`"),
+            "{}",
+            errs[0].message
+        );
 
-        let errs = Template::compile("{{ steps.usr.NAME }}", &roots(), &["user".into()]).err().unwrap();
-        assert!(errs[0].message.contains("unknown step reference `usr`"), "{}", errs[0].message);
+        let errs = Template::compile("{{ steps.usr.NAME }}", &roots(), &["user".into()])
+            .err()
+            .unwrap();
+        assert!(
+            errs[0].message.contains("unknown step reference `usr`"),
+            "{}",
+            errs[0].message
+        );
 
-        let errs = Template::compile("{{ source.NAME ", &roots(), &[]).err().unwrap();
-        assert!(errs[0].message.starts_with("template syntax error"), "{}", errs[0].message);
+        let errs = Template::compile("{{ source.NAME ", &roots(), &[])
+            .err()
+            .unwrap();
+        assert!(
+            errs[0].message.starts_with("template syntax error"),
+            "{}",
+            errs[0].message
+        );
     }
 }

@@ -34,7 +34,11 @@ pub struct RunReport {
 
 pub const UNCHANGED: &str = "unchanged since last sync";
 
-pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOptions) -> Result<RunReport, String> {
+pub async fn run(
+    mut pipeline: Pipeline,
+    store: Option<Arc<Store>>,
+    opts: &RunOptions,
+) -> Result<RunReport, String> {
     let started_at = chrono::Local::now().fixed_offset();
     let settings_value = crate::expr::json_value(&pipeline.settings);
     let run_value = minijinja::value::Value::from(minijinja::value::Serde(json!({
@@ -91,7 +95,8 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
         let rendered = render_journal(template, &ctx, &summary)?;
         match (&opts.journal, to_stdout) {
             (_, true) => println!("{rendered}"),
-            (Some(path), false) => std::fs::write(path, format!("{rendered}\n")).map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
+            (Some(path), false) => std::fs::write(path, format!("{rendered}\n"))
+                .map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
             (None, false) => {}
         }
     }
@@ -101,22 +106,38 @@ pub async fn run(mut pipeline: Pipeline, store: Option<Arc<Store>>, opts: &RunOp
     let headline = format!(
         "{}: {} in {:.1}s: {} records: {}{}",
         pipeline.name,
-        if aborted.is_some() { "ABORTED" } else { "finished" },
+        if aborted.is_some() {
+            "ABORTED"
+        } else {
+            "finished"
+        },
         clock.elapsed().as_secs_f64(),
         journal.counts.total(),
         journal.counts,
-        aborted.as_ref().map(|f| format!("\n  error: {}", redact(&f.to_string()))).unwrap_or_default()
+        aborted
+            .as_ref()
+            .map(|f| format!("\n  error: {}", redact(&f.to_string())))
+            .unwrap_or_default()
     );
     if to_stdout {
         journal.print(&mut std::io::stderr().lock(), &headline);
     } else {
         journal.print(&mut std::io::stdout().lock(), &headline);
     }
-    Ok(RunReport { counts: journal.counts.clone(), aborted, elapsed: clock.elapsed(), summary })
+    Ok(RunReport {
+        counts: journal.counts.clone(),
+        aborted,
+        elapsed: clock.elapsed(),
+        summary,
+    })
 }
 
 /// The pipeline's own journal shape (e.g. seed 003's `{"success": ..., "journal": {...}}`).
-fn render_journal(template: &crate::expr::Template, ctx: &RunCtx, summary: &serde_json::Value) -> Result<String, String> {
+fn render_journal(
+    template: &crate::expr::Template,
+    ctx: &RunCtx,
+    summary: &serde_json::Value,
+) -> Result<String, String> {
     let aborted = summary["status"] == "aborted";
     let scope = minijinja::context! {
         success => !aborted,
@@ -128,13 +149,24 @@ fn render_journal(template: &crate::expr::Template, ctx: &RunCtx, summary: &serd
         settings => ctx.settings_value.clone(),
         run => ctx.run_value.clone(),
     };
-    let value = template.eval(&scope).map_err(|e| format!("journal template: {e}"))?;
-    Ok(redact(&serde_json::to_string_pretty(&value).unwrap_or_default()))
+    let value = template
+        .eval(&scope)
+        .map_err(|e| format!("journal template: {e}"))?;
+    Ok(redact(
+        &serde_json::to_string_pretty(&value).unwrap_or_default(),
+    ))
 }
 
-async fn drive(p: &mut Pipeline, ctx: &RunCtx, journal: &mut Journal, progress: &Progress) -> Result<(), Fatal> {
+async fn drive(
+    p: &mut Pipeline,
+    ctx: &RunCtx,
+    journal: &mut Journal,
+    progress: &Progress,
+) -> Result<(), Fatal> {
     let cursor = match &ctx.state {
-        Some(s) => s.cursor(&p.name).map_err(|e| Fatal::unavailable("state", e))?,
+        Some(s) => s
+            .cursor(&p.name)
+            .map_err(|e| Fatal::unavailable("state", e))?,
         None => None,
     };
     p.source.open(ctx, cursor).await?;
@@ -150,12 +182,20 @@ async fn drive(p: &mut Pipeline, ctx: &RunCtx, journal: &mut Journal, progress: 
         for item in items.iter_mut().filter(|i| i.pending()) {
             item.outcome = Outcome::Ok;
         }
-        let failed_before_hooks: Vec<bool> = items.iter().map(|i| matches!(i.outcome, Outcome::Failed(_))).collect();
+        let failed_before_hooks: Vec<bool> = items
+            .iter()
+            .map(|i| matches!(i.outcome, Outcome::Failed(_)))
+            .collect();
         run_sinks(&p.on_success, &mut items, ctx, Phase::OnSuccess).await?;
         for (item, failed) in items.iter_mut().zip(&failed_before_hooks) {
             item.hook_failed |= !failed && matches!(item.outcome, Outcome::Failed(_));
         }
-        let on_error: Vec<usize> = failed_before_hooks.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i).collect();
+        let on_error: Vec<usize> = failed_before_hooks
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f)
+            .map(|(i, _)| i)
+            .collect();
         run_hooks_for(&p.on_error, &mut items, ctx, &on_error).await?;
         for item in &mut items {
             if item.outcome == Outcome::Ok && item.writes > 0 && item.unchanged == item.writes {
@@ -176,17 +216,26 @@ async fn drive(p: &mut Pipeline, ctx: &RunCtx, journal: &mut Journal, progress: 
 
 /// Commit the batch: source fingerprints of finished records and the cursor past the batch.
 fn checkpoint(p: &Pipeline, ctx: &RunCtx, items: &[Item]) -> Result<(), Fatal> {
-    let Some(store) = ctx.state.as_ref().filter(|_| !ctx.dry_run) else { return Ok(()) };
+    let Some(store) = ctx.state.as_ref().filter(|_| !ctx.dry_run) else {
+        return Ok(());
+    };
     let fingerprints: Vec<(String, String, String)> = items
         .iter()
         .filter(|i| !i.hook_failed)
-        .filter_map(|i| i.record.fingerprint.as_ref().map(|(scope, hash)| (scope.clone(), i.record.key.clone(), hash.clone())))
+        .filter_map(|i| {
+            i.record
+                .fingerprint
+                .as_ref()
+                .map(|(scope, hash)| (scope.clone(), i.record.key.clone(), hash.clone()))
+        })
         .collect();
     let cursor = items.iter().rev().find_map(|i| i.record.cursor.as_ref());
     if fingerprints.is_empty() && cursor.is_none() {
         return Ok(());
     }
-    store.commit(&p.name, &fingerprints, cursor).map_err(|e| Fatal::unavailable("state", e))
+    store
+        .commit(&p.name, &fingerprints, cursor)
+        .map_err(|e| Fatal::unavailable("state", e))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -195,7 +244,12 @@ enum Phase {
     OnSuccess,
 }
 
-async fn run_sinks(sinks: &[Labeled], items: &mut [Item], ctx: &RunCtx, phase: Phase) -> Result<(), Fatal> {
+async fn run_sinks(
+    sinks: &[Labeled],
+    items: &mut [Item],
+    ctx: &RunCtx,
+    phase: Phase,
+) -> Result<(), Fatal> {
     for labeled in sinks {
         let selected: Vec<usize> = items
             .iter()
@@ -211,7 +265,12 @@ async fn run_sinks(sinks: &[Labeled], items: &mut [Item], ctx: &RunCtx, phase: P
     Ok(())
 }
 
-async fn run_hooks_for(hooks: &[Labeled], items: &mut [Item], ctx: &RunCtx, selected: &[usize]) -> Result<(), Fatal> {
+async fn run_hooks_for(
+    hooks: &[Labeled],
+    items: &mut [Item],
+    ctx: &RunCtx,
+    selected: &[usize],
+) -> Result<(), Fatal> {
     for labeled in hooks {
         write_through(labeled, items, ctx, selected).await?;
     }
@@ -219,7 +278,12 @@ async fn run_hooks_for(hooks: &[Labeled], items: &mut [Item], ctx: &RunCtx, sele
 }
 
 /// Prepare, skip what is unchanged, write (or describe, in a dry run), remember what was written.
-async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, selected: &[usize]) -> Result<(), Fatal> {
+async fn write_through(
+    labeled: &Labeled,
+    items: &mut [Item],
+    ctx: &RunCtx,
+    selected: &[usize],
+) -> Result<(), Fatal> {
     let sink = &labeled.sink;
     let mut writes: Vec<Write> = Vec::new();
     for &n in selected {
@@ -235,17 +299,29 @@ async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, sele
         }
     }
     let scope = format!("sink:{}", labeled.label);
-    let hashes: Vec<String> = writes.iter().map(|w| state::fingerprint(&w.payload)).collect();
+    let remember = ctx.state.is_some() && sink.skip_unchanged();
+    let hashes: Vec<String> = writes
+        .iter()
+        .map(|w| {
+            if remember {
+                state::fingerprint(&w.payload)
+            } else {
+                String::new()
+            }
+        })
+        .collect();
     let mut fresh: Vec<(Write, String)> = Vec::new();
-    let known = match (&ctx.state, sink.skip_unchanged()) {
+    let known = match (&ctx.state, remember) {
         (Some(store), true) => {
             let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
-            store.fingerprints(&ctx.pipeline, &scope, &keys).map_err(|e| Fatal::unavailable("state", e))?
+            store
+                .fingerprints(&ctx.pipeline, &scope, &keys)
+                .map_err(|e| Fatal::unavailable("state", e))?
         }
         _ => vec![None; writes.len()],
     };
     for ((w, hash), old) in writes.into_iter().zip(hashes).zip(known) {
-        if old.as_deref() == Some(hash.as_str()) {
+        if remember && old.as_deref() == Some(hash.as_str()) {
             items[w.index].unchanged += 1;
         } else {
             fresh.push((w, hash));
@@ -269,8 +345,10 @@ async fn write_through(labeled: &Labeled, items: &mut [Item], ctx: &RunCtx, sele
             Err(reason) => items[w.index].fail(format!("{}: {}", labeled.label, redact(&reason))),
         }
     }
-    if let (Some(store), true) = (&ctx.state, sink.skip_unchanged()) {
-        store.commit(&ctx.pipeline, &done, None).map_err(|e| Fatal::unavailable("state", e))?;
+    if let (Some(store), true) = (&ctx.state, remember) {
+        store
+            .commit(&ctx.pipeline, &done, None)
+            .map_err(|e| Fatal::unavailable("state", e))?;
     }
     Ok(())
 }

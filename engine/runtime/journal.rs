@@ -28,7 +28,11 @@ impl Counts {
 
 impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ok, {} skipped, {} failed", self.ok, self.skipped, self.failed)
+        write!(
+            f,
+            "{} ok, {} skipped, {} failed",
+            self.ok, self.skipped, self.failed
+        )
     }
 }
 
@@ -44,7 +48,10 @@ impl Journal {
     pub fn new(path: Option<&Path>, header: &Json) -> Result<Journal, String> {
         let file = match path {
             Some(p) => {
-                let mut w = BufWriter::new(File::create(p).map_err(|e| format!("cannot write journal {}: {e}", p.display()))?);
+                let mut w = BufWriter::new(
+                    File::create(p)
+                        .map_err(|e| format!("cannot write journal {}: {e}", p.display()))?,
+                );
                 let head = header.to_string();
                 // Header fields, then the records array; the closing fields come at the end.
                 let _ = write!(w, "{},\"records\":[", &head[..head.len() - 1]);
@@ -52,7 +59,13 @@ impl Journal {
             }
             None => None,
         };
-        Ok(Journal { counts: Counts::default(), lines: Vec::new(), omitted: 0, file, first_record: true })
+        Ok(Journal {
+            counts: Counts::default(),
+            lines: Vec::new(),
+            omitted: 0,
+            file,
+            first_record: true,
+        })
     }
 
     pub fn record(&mut self, item: &Item) {
@@ -79,7 +92,9 @@ impl Journal {
             self.first_record = false;
             let _ = write!(w, "{sep}\n{line}");
         }
-        if self.lines.len() < PRINTED_LINES || (name != "ok" && self.lines.len() < PRINTED_LINES * 10) {
+        if self.lines.len() < PRINTED_LINES
+            || (name != "ok" && self.lines.len() < PRINTED_LINES * 10)
+        {
             self.lines.push((item.record.key.clone(), name, reason));
         } else {
             self.omitted += 1;
@@ -91,7 +106,8 @@ impl Journal {
         if let Some(mut w) = self.file.take() {
             let tail = summary.to_string();
             let _ = write!(w, "\n],{}", &tail[1..]);
-            w.flush().map_err(|e| format!("cannot write journal: {e}"))?;
+            w.flush()
+                .map_err(|e| format!("cannot write journal: {e}"))?;
         }
         Ok(())
     }
@@ -109,7 +125,11 @@ impl Journal {
             };
         }
         if large || self.omitted > 0 {
-            let _ = writeln!(out, "  ({} ok records not listed; --journal FILE has every record)", self.counts.ok);
+            let _ = writeln!(
+                out,
+                "  ({} ok records not listed; --journal FILE has every record)",
+                self.counts.ok
+            );
         }
         let _ = writeln!(out, "{headline}");
     }

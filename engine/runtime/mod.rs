@@ -92,7 +92,13 @@ pub struct Item {
 
 impl Item {
     pub fn new(record: Record) -> Item {
-        Item { record, outcome: Outcome::Pending, writes: 0, unchanged: 0, hook_failed: false }
+        Item {
+            record,
+            outcome: Outcome::Pending,
+            writes: 0,
+            unchanged: 0,
+            hook_failed: false,
+        }
     }
 
     pub fn pending(&self) -> bool {
@@ -118,13 +124,21 @@ pub struct Fatal {
 
 impl Fatal {
     pub fn unavailable(system: impl Into<String>, message: impl Into<String>) -> Fatal {
-        Fatal { system: system.into(), message: message.into() }
+        Fatal {
+            system: system.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl std::fmt::Display for Fatal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} unavailable: {}", self.system, crate::secrets::redact(&self.message))
+        write!(
+            f,
+            "{} unavailable: {}",
+            self.system,
+            crate::secrets::redact(&self.message)
+        )
     }
 }
 
@@ -217,13 +231,16 @@ impl RunCtx {
     pub fn scope(&self, item: &Item) -> Value {
         let (outcome, error) = match &item.outcome {
             Outcome::Pending => (Value::from(()), Value::from(())),
-            o => (Value::from(o.name()), o.reason().map(Value::from).unwrap_or(Value::from(()))),
+            o => (
+                Value::from(o.name()),
+                o.reason().map(Value::from).unwrap_or(Value::from(())),
+            ),
         };
         Value::from_object(Scope {
-            source: expr::json_value(&item.record.source),
-            record: expr::json_value(&item.record.data),
-            steps: expr::json_value(&item.record.steps),
-            settings: self.settings_value.clone(),
+            source: item.record.source.clone(),
+            record: item.record.data.clone(),
+            steps: item.record.steps.clone(),
+            settings: self.settings.clone(),
             run: self.run_value.clone(),
             outcome,
             error,
@@ -232,7 +249,9 @@ impl RunCtx {
 
     /// Scope for things evaluated once per run (source parameters).
     pub fn run_scope(&self, cursor: Option<&Json>) -> Value {
-        let cursor = cursor.map(|c| expr::json_value(&Arc::new(c.clone()))).unwrap_or(Value::from(()));
+        let cursor = cursor
+            .map(|c| expr::json_value(&Arc::new(c.clone())))
+            .unwrap_or(Value::from(()));
         minijinja::context! { settings => self.settings_value.clone(), run => self.run_value.clone(), cursor => cursor }
     }
 }
@@ -270,7 +289,11 @@ pub trait Sink: Send + Sync {
     /// `Err`: the record fails with this reason.
     fn prepare(&self, item: &Item, scope: &Value) -> Result<Option<Write>, String>;
     /// Perform the writes; one result per write, in order. `Err(Fatal)` aborts the run.
-    async fn write(&self, writes: &[Write], ctx: &RunCtx) -> Result<Vec<Result<Json, String>>, Fatal>;
+    async fn write(
+        &self,
+        writes: &[Write],
+        ctx: &RunCtx,
+    ) -> Result<Vec<Result<Json, String>>, Fatal>;
     /// One line telling what the write would do (dry run).
     fn describe(&self, write: &Write) -> String {
         format!("write {} {}", write.key, write.payload)

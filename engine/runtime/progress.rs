@@ -12,7 +12,10 @@ impl Progress {
             return Progress(None);
         }
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {pos} records ({per_sec}) {msg}").expect("template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {pos} records ({per_sec}) {msg}")
+                .expect("template"),
+        );
         bar.set_prefix(pipeline.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Progress(Some(bar))

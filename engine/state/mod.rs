@@ -25,9 +25,11 @@ pub const SOURCE_SCOPE: &str = "source";
 impl Store {
     pub fn open(path: &Path) -> Result<Store, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let conn = Connection::open(path).map_err(|e| format!("cannot open state {}: {e}", path.display()))?;
+        let conn = Connection::open(path)
+            .map_err(|e| format!("cannot open state {}: {e}", path.display()))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
@@ -45,7 +47,10 @@ impl Store {
                  finished_at TEXT, status TEXT, summary TEXT);",
         )
         .map_err(|e| format!("cannot initialise state {}: {e}", path.display()))?;
-        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -59,25 +64,45 @@ impl Store {
     pub fn cursor(&self, pipeline: &str) -> Result<Option<Json>, String> {
         let text: Option<String> = self
             .conn()
-            .query_row("SELECT value FROM cursors WHERE pipeline=?1", [pipeline], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM cursors WHERE pipeline=?1",
+                [pipeline],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     /// Fingerprints of `keys` in `scope` (missing keys are absent from the result).
-    pub fn fingerprints(&self, pipeline: &str, scope: &str, keys: &[&str]) -> Result<Vec<Option<String>>, String> {
+    pub fn fingerprints(
+        &self,
+        pipeline: &str,
+        scope: &str,
+        keys: &[&str],
+    ) -> Result<Vec<Option<String>>, String> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT hash FROM fingerprints WHERE pipeline=?1 AND scope=?2 AND key=?3")
+            .prepare_cached(
+                "SELECT hash FROM fingerprints WHERE pipeline=?1 AND scope=?2 AND key=?3",
+            )
             .map_err(db)?;
         keys.iter()
-            .map(|k| stmt.query_row(params![pipeline, scope, k], |r| r.get(0)).optional().map_err(db))
+            .map(|k| {
+                stmt.query_row(params![pipeline, scope, k], |r| r.get(0))
+                    .optional()
+                    .map_err(db)
+            })
             .collect()
     }
 
     /// One checkpoint, atomically: fingerprints and (optionally) the new cursor.
-    pub fn commit(&self, pipeline: &str, fingerprints: &[(String, String, String)], cursor: Option<&Json>) -> Result<(), String> {
+    pub fn commit(
+        &self,
+        pipeline: &str,
+        fingerprints: &[(String, String, String)],
+        cursor: Option<&Json>,
+    ) -> Result<(), String> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         let now = chrono::Utc::now().to_rfc3339();
@@ -86,7 +111,8 @@ impl Store {
                 .prepare_cached("INSERT OR REPLACE INTO fingerprints(pipeline, scope, key, hash, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(db)?;
             for (scope, key, hash) in fingerprints {
-                stmt.execute(params![pipeline, scope, key, hash, now]).map_err(db)?;
+                stmt.execute(params![pipeline, scope, key, hash, now])
+                    .map_err(db)?;
             }
             if let Some(c) = cursor {
                 tx.execute(
@@ -102,20 +128,34 @@ impl Store {
     pub fn kv_get(&self, pipeline: &str, table: &str, key: &str) -> Result<Option<Json>, String> {
         let text: Option<String> = self
             .conn()
-            .query_row("SELECT value FROM kv WHERE pipeline=?1 AND tbl=?2 AND key=?3", params![pipeline, table, key], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM kv WHERE pipeline=?1 AND tbl=?2 AND key=?3",
+                params![pipeline, table, key],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     /// Several puts in one transaction.
-    pub fn kv_put_all(&self, pipeline: &str, table: &str, entries: &[(String, Json)]) -> Result<(), String> {
+    pub fn kv_put_all(
+        &self,
+        pipeline: &str,
+        table: &str,
+        entries: &[(String, Json)],
+    ) -> Result<(), String> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         {
-            let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO kv(pipeline, tbl, key, value) VALUES (?1, ?2, ?3, ?4)").map_err(db)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO kv(pipeline, tbl, key, value) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
             for (k, v) in entries {
-                stmt.execute(params![pipeline, table, k, v.to_string()]).map_err(db)?;
+                stmt.execute(params![pipeline, table, k, v.to_string()])
+                    .map_err(db)?;
             }
         }
         tx.commit().map_err(db)
@@ -123,23 +163,38 @@ impl Store {
 
     pub fn kv_all(&self, pipeline: &str, table: &str) -> Result<Vec<(String, Json)>, String> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT key, value FROM kv WHERE pipeline=?1 AND tbl=?2 ORDER BY key").map_err(db)?;
-        let rows = stmt
-            .query_map(params![pipeline, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        let mut stmt = conn
+            .prepare_cached("SELECT key, value FROM kv WHERE pipeline=?1 AND tbl=?2 ORDER BY key")
             .map_err(db)?;
-        rows.map(|r| r.map_err(db).map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Json::Null)))).collect()
+        let rows = stmt
+            .query_map(params![pipeline, table], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        rows.map(|r| {
+            r.map_err(db)
+                .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Json::Null)))
+        })
+        .collect()
     }
 
     pub fn run_started(&self, pipeline: &str, started_at: &str) -> Result<i64, String> {
         let conn = self.conn();
-        conn.execute("INSERT INTO runs(pipeline, started_at) VALUES (?1, ?2)", params![pipeline, started_at]).map_err(db)?;
+        conn.execute(
+            "INSERT INTO runs(pipeline, started_at) VALUES (?1, ?2)",
+            params![pipeline, started_at],
+        )
+        .map_err(db)?;
         Ok(conn.last_insert_rowid())
     }
 
     pub fn run_finished(&self, id: i64, status: &str, summary: &Json) -> Result<(), String> {
         let now = chrono::Utc::now().to_rfc3339();
         self.conn()
-            .execute("UPDATE runs SET finished_at=?1, status=?2, summary=?3 WHERE id=?4", params![now, status, summary.to_string(), id])
+            .execute(
+                "UPDATE runs SET finished_at=?1, status=?2, summary=?3 WHERE id=?4",
+                params![now, status, summary.to_string(), id],
+            )
             .map(|_| ())
             .map_err(db)
     }
@@ -148,15 +203,27 @@ impl Store {
     pub fn describe(&self, pipeline: &str) -> Result<Json, String> {
         let conn = self.conn();
         let cursor: Option<(String, String)> = conn
-            .query_row("SELECT value, updated_at FROM cursors WHERE pipeline=?1", [pipeline], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT value, updated_at FROM cursors WHERE pipeline=?1",
+                [pipeline],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(db)?;
         let mut stmt = conn.prepare("SELECT scope, COUNT(*) FROM fingerprints WHERE pipeline=?1 GROUP BY scope ORDER BY scope").map_err(db)?;
-        let scopes: Vec<(String, i64)> =
-            stmt.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
-        let mut stmt = conn.prepare("SELECT tbl, COUNT(*) FROM kv WHERE pipeline=?1 GROUP BY tbl ORDER BY tbl").map_err(db)?;
-        let tables: Vec<(String, i64)> =
-            stmt.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+        let scopes: Vec<(String, i64)> = stmt
+            .query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let mut stmt = conn
+            .prepare("SELECT tbl, COUNT(*) FROM kv WHERE pipeline=?1 GROUP BY tbl ORDER BY tbl")
+            .map_err(db)?;
+        let tables: Vec<(String, i64)> = stmt
+            .query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
         let mut stmt = conn
             .prepare("SELECT started_at, finished_at, status, summary FROM runs WHERE pipeline=?1 ORDER BY id DESC LIMIT 5")
             .map_err(db)?;
@@ -189,7 +256,12 @@ impl Store {
         let tx = conn.transaction().map_err(db)?;
         let mut n = 0;
         for table in ["cursors", "fingerprints", "kv"] {
-            n += tx.execute(&format!("DELETE FROM {table} WHERE pipeline=?1"), [pipeline]).map_err(db)?;
+            n += tx
+                .execute(
+                    &format!("DELETE FROM {table} WHERE pipeline=?1"),
+                    [pipeline],
+                )
+                .map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(n)
@@ -217,9 +289,18 @@ mod tests {
         let store = Store::open(&dir.path().join("s/state.db")).unwrap();
         assert_eq!(store.cursor("p").unwrap(), None);
         let fp = vec![("source".to_string(), "1".to_string(), "abc".to_string())];
-        store.commit("p", &fp, Some(&serde_json::json!({"DATE_MODIFY": "x", "ID": "1"}))).unwrap();
+        store
+            .commit(
+                "p",
+                &fp,
+                Some(&serde_json::json!({"DATE_MODIFY": "x", "ID": "1"})),
+            )
+            .unwrap();
         assert_eq!(store.cursor("p").unwrap().unwrap()["ID"], "1");
-        assert_eq!(store.fingerprints("p", "source", &["1", "2"]).unwrap(), vec![Some("abc".into()), None]);
+        assert_eq!(
+            store.fingerprints("p", "source", &["1", "2"]).unwrap(),
+            vec![Some("abc".into()), None]
+        );
         assert!(store.reset("p").unwrap() >= 2);
         assert_eq!(store.cursor("p").unwrap(), None);
     }

@@ -16,7 +16,10 @@ fn assert_error(yaml: &str, line: usize, col: usize, needle: &str) {
     assert_eq!(code, Some(2), "{out}");
     let prefix = format!("{file}:{line}:{col}: ");
     let hit = out.lines().find(|l| l.starts_with(&prefix));
-    assert!(hit.is_some_and(|l| l.contains(needle)), "expected `{prefix}...{needle}` in:\n{out}");
+    assert!(
+        hit.is_some_and(|l| l.contains(needle)),
+        "expected `{prefix}...{needle}` in:\n{out}"
+    );
     assert!(out.contains(" | "), "caret snippet expected:\n{out}");
 }
 
@@ -29,22 +32,42 @@ fn yaml_syntax_error() {
 
 #[test]
 fn wrong_indentation() {
-    assert_error("name: t\nsource:\n  type: jsonl\n   path: in.jsonl\n", 4, 8, "YAML syntax error");
+    assert_error(
+        "name: t\nsource:\n  type: jsonl\n   path: in.jsonl\n",
+        4,
+        8,
+        "YAML syntax error",
+    );
 }
 
 #[test]
 fn unknown_key_with_suggestion() {
-    assert_error(&format!("{OK_HEAD}steps:\n  - type: map\n    fiels: {{}}\n"), 7, 5, "unknown key `fiels` (did you mean `fields`?)");
+    assert_error(
+        &format!("{OK_HEAD}steps:\n  - type: map\n    fiels: {{}}\n"),
+        7,
+        5,
+        "unknown key `fiels` (did you mean `fields`?)",
+    );
 }
 
 #[test]
 fn wrong_type() {
-    assert_error(&format!("{OK_HEAD}steps:\n  - type: map\n    keep: maybe\n    fields: {{}}\n"), 7, 11, "expected a boolean");
+    assert_error(
+        &format!("{OK_HEAD}steps:\n  - type: map\n    keep: maybe\n    fields: {{}}\n"),
+        7,
+        11,
+        "expected a boolean",
+    );
 }
 
 #[test]
 fn missing_required_key() {
-    assert_error("name: t\nsource:\n  type: jsonl\n  key: $.ID\n", 3, 3, "missing required key `path`");
+    assert_error(
+        "name: t\nsource:\n  type: jsonl\n  key: $.ID\n",
+        3,
+        3,
+        "missing required key `path`",
+    );
 }
 
 #[test]
@@ -58,12 +81,18 @@ fn unknown_step_reference() {
     let yaml = format!(
         "{OK_HEAD}steps:\n  - type: map\n    id: person\n    fields: {{name: x}}\n  - type: map\n    fields:\n      a: \"{{{{ steps.persn.name }}}}\"\n"
     );
-    assert_error(&yaml, 11, 14, "unknown step reference `persn` (did you mean `person`?)");
+    assert_error(
+        &yaml,
+        11,
+        14,
+        "unknown step reference `persn` (did you mean `person`?)",
+    );
 }
 
 #[test]
 fn bad_template_syntax() {
-    let yaml = format!("{OK_HEAD}steps:\n  - type: map\n    fields:\n      a: \"{{{{ source.NAME \"\n");
+    let yaml =
+        format!("{OK_HEAD}steps:\n  - type: map\n    fields:\n      a: \"{{{{ source.NAME \"\n");
     assert_error(&yaml, 8, 21, "template syntax error");
 }
 
@@ -75,14 +104,26 @@ fn bad_json_path() {
 
 #[test]
 fn unknown_filter() {
-    let yaml = format!("{OK_HEAD}steps:\n  - type: map\n    fields:\n      a: \"{{{{ source.PHONE | phnoe }}}}\"\n");
-    assert_error(&yaml, 8, 29, "unknown filter `phnoe` (did you mean `phone`?)");
+    let yaml = format!(
+        "{OK_HEAD}steps:\n  - type: map\n    fields:\n      a: \"{{{{ source.PHONE | phnoe }}}}\"\n"
+    );
+    assert_error(
+        &yaml,
+        8,
+        29,
+        "unknown filter `phnoe` (did you mean `phone`?)",
+    );
 }
 
 #[test]
 fn missing_environment_variable() {
     let yaml = "name: t\nsource:\n  type: jsonl\n  path: ${env:ETL_SURELY_UNSET}/in.jsonl\n";
-    assert_error(yaml, 4, 9, "environment variable ETL_SURELY_UNSET is not set");
+    assert_error(
+        yaml,
+        4,
+        9,
+        "environment variable ETL_SURELY_UNSET is not set",
+    );
 }
 
 #[test]
@@ -92,7 +133,12 @@ fn all_errors_are_reported_at_once() {
     );
     let (code, out, _) = validate(&yaml);
     assert_eq!(code, Some(2));
-    for needle in ["unknown variable `x`", "unknown filter `phnoe`", "unknown filter `dat`", "unknown step type `filtr`"] {
+    for needle in [
+        "unknown variable `x`",
+        "unknown filter `phnoe`",
+        "unknown filter `dat`",
+        "unknown step type `filtr`",
+    ] {
         assert!(out.contains(needle), "{needle} missing from:\n{out}");
     }
 }
@@ -117,10 +163,25 @@ fn shipped_pipelines_are_valid_and_carry_the_schema_header() {
     // Validation needs the variables pipelines reference; any value will do.
     let mut cmd = etl();
     cmd.arg("validate").args(&files);
-    for var in ["B24_WEBHOOK_URL", "OTMECHALKA_URL", "COMAGIC_DATA_API_URL", "COMAGIC_API_URL", "ORDERS_API_URL", "SMTP_URL"] {
+    for var in [
+        "B24_WEBHOOK_URL",
+        "OTMECHALKA_URL",
+        "COMAGIC_DATA_API_URL",
+        "COMAGIC_API_URL",
+        "ORDERS_API_URL",
+        "SMTP_URL",
+    ] {
         cmd.env(var, "http://127.0.0.1:9/rest/1/fakecode123/");
     }
-    for var in ["OTMECHALKA_TOKEN", "COMAGIC_ACCESS_TOKEN", "COMAGIC_LOGIN", "COMAGIC_PASSWORD", "ORDERS_API_TOKEN", "REPORT_FROM", "REPORT_OUTPUT_DIR"] {
+    for var in [
+        "OTMECHALKA_TOKEN",
+        "COMAGIC_ACCESS_TOKEN",
+        "COMAGIC_LOGIN",
+        "COMAGIC_PASSWORD",
+        "ORDERS_API_TOKEN",
+        "REPORT_FROM",
+        "REPORT_OUTPUT_DIR",
+    ] {
         cmd.env(var, "fake-value-1");
     }
     let out = run(&mut cmd);
@@ -131,5 +192,8 @@ fn shipped_pipelines_are_valid_and_carry_the_schema_header() {
 fn schema_file_matches_etl_schema() {
     let out = run(etl().arg("schema"));
     let committed = std::fs::read_to_string(root().join("schemas/pipeline.schema.json")).unwrap();
-    assert!(stdout(&out) == committed, "schemas/pipeline.schema.json is stale: run `cargo run -- schema > schemas/pipeline.schema.json`");
+    assert!(
+        stdout(&out) == committed,
+        "schemas/pipeline.schema.json is stale: run `cargo run -- schema > schemas/pipeline.schema.json`"
+    );
 }

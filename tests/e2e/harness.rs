@@ -24,7 +24,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -63,5 +65,54 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 }
 
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+use etl::connectors::bitrix24::emulator::{BackgroundEmulator, Emulator, EmulatorConfig, Portal};
+use etl::connectors::otmechalka::emulator::{OtmechalkaConfig, OtmechalkaEmulator};
+
+/// A Bitrix24 emulator on its own thread (the test thread blocks while `etl` runs).
+pub fn b24(portal: Portal) -> BackgroundEmulator {
+    b24_with(EmulatorConfig::default(), portal)
+}
+
+pub fn b24_with(config: EmulatorConfig, portal: Portal) -> BackgroundEmulator {
+    Emulator::start_background(config, portal).expect("Bitrix24 emulator starts")
+}
+
+pub fn otmechalka() -> OtmechalkaEmulator {
+    OtmechalkaEmulator::start(OtmechalkaConfig::default()).expect("otmechalka emulator starts")
+}
+
+/// `etl run` with the emulators' endpoints in the environment.
+pub fn etl_run(
+    pipeline: &Path,
+    state: &Path,
+    b24: Option<&Emulator>,
+    otm: Option<&OtmechalkaEmulator>,
+) -> Command {
+    let mut cmd = etl();
+    cmd.arg("run")
+        .arg(pipeline)
+        .arg("--state")
+        .arg(state)
+        .arg("--no-progress");
+    if let Some(b) = b24 {
+        cmd.env("B24_WEBHOOK_URL", b.webhook_url());
+    }
+    if let Some(o) = otm {
+        cmd.env("OTMECHALKA_URL", o.url())
+            .env("OTMECHALKA_TOKEN", o.token());
+    }
+    cmd
+}
+
+/// A row for the Bitrix24 emulator.
+pub fn row(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().expect("an object")
 }

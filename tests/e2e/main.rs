@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod b24;
 mod core_run;
 mod core_validate;
+mod seed001;
 mod email;
 mod smtp;
 mod table;

@@ -70,17 +70,35 @@ enum Output {
 
 impl SinkConfig for JsonlSinkConfig {
     fn build(self, _: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
-        Ok(Arc::new(FileSink { path: Some(self.path), value: self.value, append: self.append, format: Format::Jsonl, out: Mutex::new(None) }))
+        Ok(Arc::new(FileSink {
+            path: Some(self.path),
+            value: self.value,
+            append: self.append,
+            format: Format::Jsonl,
+            out: Mutex::new(None),
+        }))
     }
 }
 impl SinkConfig for CsvSinkConfig {
     fn build(self, _: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
-        Ok(Arc::new(FileSink { path: Some(self.path), value: None, append: false, format: Format::Csv(self.columns), out: Mutex::new(None) }))
+        Ok(Arc::new(FileSink {
+            path: Some(self.path),
+            value: None,
+            append: false,
+            format: Format::Csv(self.columns),
+            out: Mutex::new(None),
+        }))
     }
 }
 impl SinkConfig for StdoutSinkConfig {
     fn build(self, _: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
-        Ok(Arc::new(FileSink { path: None, value: self.value, append: false, format: Format::Stdout, out: Mutex::new(None) }))
+        Ok(Arc::new(FileSink {
+            path: None,
+            value: self.value,
+            append: false,
+            format: Format::Stdout,
+            out: Mutex::new(None),
+        }))
     }
 }
 
@@ -93,7 +111,11 @@ impl FileSink {
         let Some(path_t) = &self.path else {
             return Ok(Output::Lines(BufWriter::new(Box::new(std::io::stdout()))));
         };
-        let path = PathBuf::from(path_t.render(&ctx.run_scope(None)).map_err(|e| io_fatal("path", e))?);
+        let path = PathBuf::from(
+            path_t
+                .render(&ctx.run_scope(None))
+                .map_err(|e| io_fatal("path", e))?,
+        );
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io_fatal(&shown, e))?;
@@ -108,7 +130,10 @@ impl FileSink {
         Ok(match &self.format {
             Format::Csv(columns) => {
                 let columns = if columns.is_empty() {
-                    first.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+                    first
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default()
                 } else {
                     columns.clone()
                 };
@@ -136,10 +161,18 @@ impl Sink for FileSink {
             Some(t) => Arc::new(t.eval(scope)?),
             None => item.record.data.clone(),
         };
-        Ok(Some(Write { index: 0, key: item.record.key.clone(), payload }))
+        Ok(Some(Write {
+            index: 0,
+            key: item.record.key.clone(),
+            payload,
+        }))
     }
 
-    async fn write(&self, writes: &[Write], ctx: &RunCtx) -> Result<Vec<Result<Json, String>>, Fatal> {
+    async fn write(
+        &self,
+        writes: &[Write],
+        ctx: &RunCtx,
+    ) -> Result<Vec<Result<Json, String>>, Fatal> {
         let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() && !writes.is_empty() {
             *guard = Some(self.open(ctx, &writes[0].payload)?);
@@ -148,7 +181,8 @@ impl Sink for FileSink {
         for w in writes {
             match out {
                 Output::Lines(lines) => {
-                    serde_json::to_writer(&mut *lines, w.payload.as_ref()).map_err(|e| io_fatal("output", e))?;
+                    serde_json::to_writer(&mut *lines, w.payload.as_ref())
+                        .map_err(|e| io_fatal("output", e))?;
                     lines.write_all(b"\n").map_err(|e| io_fatal("output", e))?;
                 }
                 Output::Csv(csv, columns) => {
@@ -173,8 +207,12 @@ impl Sink for FileSink {
         false
     }
 
-    async fn finish(&self, _: &RunCtx) -> Result<(), Fatal> {
+    async fn finish(&self, ctx: &RunCtx) -> Result<(), Fatal> {
         let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A run that wrote nothing still leaves an (empty) file: never a stale one from before.
+        if guard.is_none() && self.path.is_some() && !ctx.dry_run {
+            *guard = Some(self.open(ctx, &Json::Null)?);
+        }
         match guard.as_mut() {
             Some(Output::Lines(w)) => w.flush().map_err(|e| io_fatal("output", e)),
             Some(Output::Csv(w, _)) => w.flush().map_err(|e| io_fatal("output", e)),

@@ -55,14 +55,32 @@ fn comma() -> char {
 
 impl SourceConfig for JsonlSourceConfig {
     fn build(self, _: &BuildCtx) -> Result<Box<dyn Source>, String> {
-        Ok(Box::new(FileSource { path: self.path, key: self.key, resume: self.resume, reader: None, line: 0, csv: None }))
+        Ok(Box::new(FileSource {
+            path: self.path,
+            key: self.key,
+            resume: self.resume,
+            reader: None,
+            line: 0,
+            csv: None,
+        }))
     }
 }
 
 impl SourceConfig for CsvSourceConfig {
     fn build(self, _: &BuildCtx) -> Result<Box<dyn Source>, String> {
-        let delimiter = u8::try_from(self.delimiter).map_err(|_| "delimiter must be one ASCII character".to_string())?;
-        Ok(Box::new(FileSource { path: self.path, key: self.key, resume: self.resume, reader: None, line: 0, csv: Some(CsvState { delimiter, reader: None }) }))
+        let delimiter = u8::try_from(self.delimiter)
+            .map_err(|_| "delimiter must be one ASCII character".to_string())?;
+        Ok(Box::new(FileSource {
+            path: self.path,
+            key: self.key,
+            resume: self.resume,
+            reader: None,
+            line: 0,
+            csv: Some(CsvState {
+                delimiter,
+                reader: None,
+            }),
+        }))
     }
 }
 
@@ -99,7 +117,9 @@ impl FileSource {
         while batch.len() < BATCH {
             buf.clear();
             let reader = self.reader.as_mut().expect("opened");
-            let n = reader.read_line(&mut buf).map_err(|e| Fatal::unavailable("file", format!("{path}: {e}")))?;
+            let n = reader
+                .read_line(&mut buf)
+                .map_err(|e| Fatal::unavailable("file", format!("{path}: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -107,7 +127,9 @@ impl FileSource {
             if buf.trim().is_empty() {
                 continue;
             }
-            let value = serde_json::from_str::<Json>(&buf).unwrap_or_else(|e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}));
+            let value = serde_json::from_str::<Json>(&buf).unwrap_or_else(
+                |e| json!({"_error": format!("line {}: invalid JSON: {e}", self.line)}),
+            );
             batch.push(self.record(value));
         }
         Ok(if batch.is_empty() { None } else { Some(batch) })
@@ -117,11 +139,18 @@ impl FileSource {
         let path = self.path.display().to_string();
         let csv_state = self.csv.as_mut().expect("csv");
         let reader = csv_state.reader.as_mut().expect("opened");
-        let headers = reader.headers().map_err(|e| Fatal::unavailable("file", format!("{path}: {e}")))?.clone();
+        let headers = reader
+            .headers()
+            .map_err(|e| Fatal::unavailable("file", format!("{path}: {e}")))?
+            .clone();
         let mut rows = Vec::new();
         for row in reader.records().take(BATCH) {
             let row = row.map_err(|e| Fatal::unavailable("file", format!("{path}: {e}")))?;
-            let map: Map<String, Json> = headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), Json::from(v))).collect();
+            let map: Map<String, Json> = headers
+                .iter()
+                .zip(row.iter())
+                .map(|(h, v)| (h.to_string(), Json::from(v)))
+                .collect();
             rows.push(Json::Object(map));
         }
         let mut batch = Vec::with_capacity(rows.len());
@@ -136,10 +165,22 @@ impl FileSource {
 #[async_trait]
 impl Source for FileSource {
     async fn open(&mut self, _: &RunCtx, cursor: Option<Json>) -> Result<(), Fatal> {
-        let file = File::open(&self.path).map_err(|e| Fatal::unavailable("file", format!("cannot open {}: {e}", self.path.display())))?;
-        let skip = if self.resume { cursor.and_then(|c| c["line"].as_u64()).unwrap_or(0) } else { 0 };
+        let file = File::open(&self.path).map_err(|e| {
+            Fatal::unavailable("file", format!("cannot open {}: {e}", self.path.display()))
+        })?;
+        let skip = if self.resume {
+            cursor.and_then(|c| c["line"].as_u64()).unwrap_or(0)
+        } else {
+            0
+        };
         match &mut self.csv {
-            Some(state) => state.reader = Some(csv::ReaderBuilder::new().delimiter(state.delimiter).from_reader(file)),
+            Some(state) => {
+                state.reader = Some(
+                    csv::ReaderBuilder::new()
+                        .delimiter(state.delimiter)
+                        .from_reader(file),
+                )
+            }
             None => self.reader = Some(BufReader::with_capacity(1 << 20, file)),
         }
         while self.line < skip {

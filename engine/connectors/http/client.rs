@@ -43,30 +43,55 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 
 /// Backoff for retries: exponential from `base`, with jitter.
 pub fn backoff(retries: usize, base: Duration) -> ExponentialBuilder {
-    ExponentialBuilder::default().with_min_delay(base).with_max_delay(Duration::from_secs(30)).with_max_times(retries).with_jitter()
+    ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(Duration::from_secs(30))
+        .with_max_times(retries)
+        .with_jitter()
 }
 
 /// Send a request and decode its JSON body; classify failures.
 pub async fn send_json(req: reqwest::RequestBuilder) -> Result<(u16, Json), HttpError> {
-    let resp = req.send().await.map_err(|e| HttpError::Unavailable(describe(&e)))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| HttpError::Unavailable(describe(&e)))?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| HttpError::Unavailable(describe(&e)))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| HttpError::Unavailable(describe(&e)))?;
     let body: Option<Json> = serde_json::from_str(&text).ok();
     if status >= 500 {
-        return Err(HttpError::Unavailable(format!("HTTP {status}: {}", snippet(&text))));
+        return Err(HttpError::Unavailable(format!(
+            "HTTP {status}: {}",
+            snippet(&text)
+        )));
     }
     if status >= 400 {
-        return Err(HttpError::Rejected { status, message: body.as_ref().map(error_message).unwrap_or_else(|| snippet(&text)) });
+        return Err(HttpError::Rejected {
+            status,
+            message: body
+                .as_ref()
+                .map(error_message)
+                .unwrap_or_else(|| snippet(&text)),
+        });
     }
     match body {
         Some(b) => Ok((status, b)),
         None if text.trim().is_empty() => Ok((status, Json::Null)),
-        None => Err(HttpError::Unavailable(format!("HTTP {status} with a non-JSON body: {}", snippet(&text)))),
+        None => Err(HttpError::Unavailable(format!(
+            "HTTP {status} with a non-JSON body: {}",
+            snippet(&text)
+        ))),
     }
 }
 
 /// A read that is safe to repeat: retried on unavailability with backoff.
-pub async fn get_json(make: impl Fn() -> reqwest::RequestBuilder, retries: usize) -> Result<Json, HttpError> {
+pub async fn get_json(
+    make: impl Fn() -> reqwest::RequestBuilder,
+    retries: usize,
+) -> Result<Json, HttpError> {
     (|| async { send_json(make()).await.map(|(_, b)| b) })
         .retry(backoff(retries, Duration::from_millis(200)))
         .sleep(tokio::time::sleep)
@@ -77,7 +102,11 @@ pub async fn get_json(make: impl Fn() -> reqwest::RequestBuilder, retries: usize
 /// The human part of an error body: `detail`, `message`, `error_description`, or field errors.
 pub fn error_message(body: &Json) -> String {
     for key in ["detail", "message", "error_description", "error"] {
-        if let Some(s) = body.get(key).and_then(Json::as_str).filter(|s| !s.is_empty()) {
+        if let Some(s) = body
+            .get(key)
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+        {
             return s.to_string();
         }
     }
@@ -86,7 +115,15 @@ pub fn error_message(body: &Json) -> String {
             .iter()
             .map(|(field, msgs)| {
                 let text = match msgs {
-                    Json::Array(list) => list.iter().map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string())).collect::<Vec<_>>().join("; "),
+                    Json::Array(list) => list
+                        .iter()
+                        .map(|m| {
+                            m.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| m.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 };
@@ -100,12 +137,22 @@ pub fn error_message(body: &Json) -> String {
 
 fn snippet(text: &str) -> String {
     let t: String = text.trim().chars().take(300).collect();
-    if t.is_empty() { "(empty body)".into() } else { t }
+    if t.is_empty() {
+        "(empty body)".into()
+    } else {
+        t
+    }
 }
 
 /// reqwest's error with its cause, which says what actually happened (refused, timed out...).
 pub fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() { "request timed out".to_string() } else if e.is_connect() { "connection failed".to_string() } else { e.to_string() };
+    let mut text = if e.is_timeout() {
+        "request timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        e.to_string()
+    };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");

@@ -91,7 +91,15 @@ fn one() -> u64 {
 impl SourceConfig for HttpSourceConfig {
     fn build(self, _: &BuildCtx) -> Result<Box<dyn Source>, String> {
         let http = client::client(Duration::from_secs(self.timeout_secs));
-        Ok(Box::new(HttpSource { cfg: self, http, next: None, pages: 0, done: false, position: 0, base: None }))
+        Ok(Box::new(HttpSource {
+            cfg: self,
+            http,
+            next: None,
+            pages: 0,
+            done: false,
+            position: 0,
+            base: None,
+        }))
     }
 }
 
@@ -111,10 +119,23 @@ struct HttpSource {
 impl Source for HttpSource {
     async fn open(&mut self, ctx: &RunCtx, _cursor: Option<Json>) -> Result<(), Fatal> {
         let scope = ctx.run_scope(None);
-        let render = |t: &Template| t.render(&scope).map_err(|e| Fatal::unavailable("http", format!("template: {e}")));
+        let render = |t: &Template| {
+            t.render(&scope)
+                .map_err(|e| Fatal::unavailable("http", format!("template: {e}")))
+        };
         let url = render(&self.cfg.url)?;
-        let query = self.cfg.query.iter().map(|(k, t)| Ok((k.clone(), render(t)?))).collect::<Result<Vec<_>, Fatal>>()?;
-        let headers = self.cfg.headers.iter().map(|(k, t)| Ok((k.clone(), render(t)?))).collect::<Result<Vec<_>, Fatal>>()?;
+        let query = self
+            .cfg
+            .query
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), render(t)?)))
+            .collect::<Result<Vec<_>, Fatal>>()?;
+        let headers = self
+            .cfg
+            .headers
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), render(t)?)))
+            .collect::<Result<Vec<_>, Fatal>>()?;
         self.base = Some((url, query, headers));
         if let Pagination::PageNumber { start, .. } = &self.cfg.pagination {
             self.next = Some(Json::from(*start));
@@ -128,12 +149,19 @@ impl Source for HttpSource {
         }
         let (url, query, headers) = self.base.clone().expect("opened");
         let page_param = match &self.cfg.pagination {
-            Pagination::NextField { param, .. } | Pagination::PageNumber { param, .. } => Some(param.clone()),
+            Pagination::NextField { param, .. } | Pagination::PageNumber { param, .. } => {
+                Some(param.clone())
+            }
             Pagination::None => None,
         };
         let mut query = query;
         if let (Some(param), Some(v)) = (&page_param, &self.next) {
-            query.push((param.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+            query.push((
+                param.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
         }
         let token = self.cfg.bearer_token.clone();
         let http = self.http.clone();
@@ -147,10 +175,17 @@ impl Source for HttpSource {
             }
             req
         };
-        let body = client::get_json(make, self.cfg.retries).await.map_err(|e| match e {
-            HttpError::Unavailable(m) => Fatal::unavailable(format!("HTTP source {}", host_of(&url)), m),
-            HttpError::Rejected { status, message } => Fatal::unavailable(format!("HTTP source {}", host_of(&url)), format!("HTTP {status}: {message}")),
-        })?;
+        let body = client::get_json(make, self.cfg.retries)
+            .await
+            .map_err(|e| match e {
+                HttpError::Unavailable(m) => {
+                    Fatal::unavailable(format!("HTTP source {}", host_of(&url)), m)
+                }
+                HttpError::Rejected { status, message } => Fatal::unavailable(
+                    format!("HTTP source {}", host_of(&url)),
+                    format!("HTTP {status}: {message}"),
+                ),
+            })?;
         self.pages += 1;
         let records: Vec<Json> = self.cfg.records.all(&body).into_iter().cloned().collect();
         match &self.cfg.pagination {
@@ -161,7 +196,11 @@ impl Source for HttpSource {
             }
             Pagination::PageNumber { .. } => {
                 self.done = records.is_empty();
-                self.next = self.next.as_ref().and_then(Json::as_u64).map(|n| Json::from(n + 1));
+                self.next = self
+                    .next
+                    .as_ref()
+                    .and_then(Json::as_u64)
+                    .map(|n| Json::from(n + 1));
             }
         }
         let batch = records
@@ -181,8 +220,13 @@ impl Source for HttpSource {
 }
 
 fn host_of(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| match u.port() {
-        Some(p) => format!("{h}:{p}"),
-        None => h.to_string(),
-    })).unwrap_or_else(|| "?".into())
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_else(|| "?".into())
 }

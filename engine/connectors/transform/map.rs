@@ -81,7 +81,10 @@ impl<'de> Deserialize<'de> for FieldSpec {
                     serde::de::Error::custom("invalid field")
                 })?;
                 if obj.value.is_some() == obj.path.is_some() {
-                    load::report(crate::config::Diagnostic::at(&node, "a field has exactly one of `value` or `path`"));
+                    load::report(crate::config::Diagnostic::at(
+                        &node,
+                        "a field has exactly one of `value` or `path`",
+                    ));
                 }
                 Ok(FieldSpec::Full(obj))
             }
@@ -92,7 +95,12 @@ impl<'de> Deserialize<'de> for FieldSpec {
 
 impl StepConfig for MapConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Step>, String> {
-        Ok(Arc::new(MapStep { fields: self.fields.into_iter().collect(), keep: self.keep, omit_null: self.omit_null, id: ctx.id.clone() }))
+        Ok(Arc::new(MapStep {
+            fields: self.fields.into_iter().collect(),
+            keep: self.keep,
+            omit_null: self.omit_null,
+            id: ctx.id.clone(),
+        }))
     }
 }
 
@@ -121,11 +129,17 @@ impl MapStep {
         let scope = ctx.scope(item);
         for (name, spec) in &self.fields {
             let (mut value, required, default) = match spec {
-                FieldSpec::Short(t) => (t.eval(&scope).map_err(|e| format!("field {name}: {e}"))?, false, None),
+                FieldSpec::Short(t) => (
+                    t.eval(&scope).map_err(|e| format!("field {name}: {e}"))?,
+                    false,
+                    None,
+                ),
                 FieldSpec::Full(f) => {
                     let v = match (&f.value, &f.path) {
                         (Some(t), _) => t.eval(&scope).map_err(|e| format!("field {name}: {e}"))?,
-                        (None, Some(p)) => p.first(&item.record.data).cloned().unwrap_or(Json::Null),
+                        (None, Some(p)) => {
+                            p.first(&item.record.data).cloned().unwrap_or(Json::Null)
+                        }
                         (None, None) => Json::Null,
                     };
                     (v, f.required, f.default.as_ref())

@@ -32,7 +32,10 @@ fn ignore_example() -> Vec<&'static str> {
 impl StepConfig for SkipUnchangedConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Step>, String> {
         let scope = format!("step:{}", ctx.id.as_deref().unwrap_or("skip_unchanged"));
-        Ok(Arc::new(SkipUnchanged { ignore: self.ignore, scope }))
+        Ok(Arc::new(SkipUnchanged {
+            ignore: self.ignore,
+            scope,
+        }))
     }
 }
 
@@ -63,8 +66,13 @@ impl Step for SkipUnchanged {
         let hashes: Vec<String> = pending.iter().map(|&i| self.hash(&items[i], ctx)).collect();
         let known = match &ctx.state {
             Some(store) => {
-                let keys: Vec<&str> = pending.iter().map(|&i| items[i].record.key.as_str()).collect();
-                store.fingerprints(&ctx.pipeline, &self.scope, &keys).map_err(|e| Fatal::unavailable("state", e))?
+                let keys: Vec<&str> = pending
+                    .iter()
+                    .map(|&i| items[i].record.key.as_str())
+                    .collect();
+                store
+                    .fingerprints(&ctx.pipeline, &self.scope, &keys)
+                    .map_err(|e| Fatal::unavailable("state", e))?
             }
             None => vec![None; pending.len()],
         };

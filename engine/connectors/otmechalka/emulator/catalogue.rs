@@ -106,6 +106,23 @@ impl Default for Catalogue {
                     7,
                     &[COURSE_GROUP, COURSE_INDIVIDUAL],
                 ),
+                // The products the Bitrix24 emulator's demo portal sells, so that the sandbox
+                // runs the whole way through.
+                ticket(509, "12 групповых занятий", 12, 45, &[COURSE_GROUP]),
+                ticket(
+                    510,
+                    "Онлайн групповое 4 занятия",
+                    4,
+                    30,
+                    &[COURSE_ONLINE_GROUP],
+                ),
+                ticket(
+                    511,
+                    "Онлайн индивидуальное 45 мин",
+                    1,
+                    30,
+                    &[COURSE_ONLINE_INDIVIDUAL],
+                ),
             ],
         }
     }

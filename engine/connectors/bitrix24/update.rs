@@ -1,0 +1,242 @@
+//! `bitrix24.update`: crm.contact.update, crm.deal.update, ... packed up to 50 per `batch`, with
+//! each command's error (`result_error`) mapped back to its record. A batch whose outcome is
+//! unknown (timeout, 5xx) is never blindly repeated: the records are read back first, and only
+//! the updates that did not happen are sent again.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use minijinja::value::Value;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+
+use super::client::{B24Error, Client, Kind};
+use crate::config::{BuildCtx, ConnectionRef, component::SinkConfig};
+use crate::expr::Template;
+use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
+
+/// Update a Bitrix24 record per record (also as an `on_success` / `on_error` hook).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Name of a `bitrix24` connection.
+    pub connection: ConnectionRef,
+    /// The update method.
+    #[schemars(example = &"crm.contact.update")]
+    pub method: String,
+    /// ID of the record to update (a template).
+    #[schemars(example = &"{{ source.ID }}")]
+    pub record_id: Template,
+    /// Fields to set; names and values are templates.
+    #[schemars(example = fields_example())]
+    pub fields: IndexMap<String, Template>,
+    /// Extra parameters, e.g. `{REGISTER_SONET_EVENT: N}`.
+    #[serde(default)]
+    pub params: IndexMap<String, Template>,
+}
+
+fn fields_example() -> Json {
+    json!({"{{ settings.status_field }}": "{{ 'Успешно' if outcome == 'ok' else error }}"})
+}
+
+impl SinkConfig for UpdateConfig {
+    fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
+        let client = ctx.connection::<Client>(&self.connection)?;
+        let (roots, steps) = crate::config::load::template_scope();
+        let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
+        let mut fields = Vec::new();
+        for (name, value) in self.fields {
+            let key = Template::compile(&name, &roots, &steps)
+                .map_err(|e| format!("field name `{name}`: {}", e[0].message))?;
+            fields.push((key, value));
+        }
+        Ok(Arc::new(UpdateSink {
+            method: self.method,
+            record_id: self.record_id,
+            fields,
+            params: self.params,
+            client,
+        }))
+    }
+}
+
+struct UpdateSink {
+    method: String,
+    record_id: Template,
+    fields: Vec<(Template, Template)>,
+    params: IndexMap<String, Template>,
+    client: Arc<Client>,
+}
+
+impl UpdateSink {
+    /// crm.contact.update -> crm.contact.list, to read records back.
+    fn list_method(&self) -> Option<String> {
+        let entity = self.method.strip_prefix("crm.")?.strip_suffix(".update")?;
+        (!entity.contains('.')).then(|| format!("crm.{entity}.list"))
+    }
+
+    async fn send(&self, writes: &[&Write]) -> Result<Vec<Result<Json, String>>, B24Error> {
+        let commands: Vec<(String, String, Json)> = writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    format!("u{i}"),
+                    self.method.clone(),
+                    w.payload.as_ref().clone(),
+                )
+            })
+            .collect();
+        let result = self.client.batch(&commands, false, Kind::Write).await?;
+        Ok((0..writes.len())
+            .map(|i| {
+                let key = format!("u{i}");
+                match (result.errors.get(&key), result.results.get(&key)) {
+                    (Some((code, desc)), _) => Err(if code.is_empty() {
+                        desc.clone()
+                    } else {
+                        format!("{desc} ({code})")
+                    }),
+                    (None, Some(v)) if v != &Json::Bool(false) => Ok(v.clone()),
+                    _ => Err(format!("{} answered no result", self.method)),
+                }
+            })
+            .collect())
+    }
+
+    /// After an unknown outcome: which of these updates are already in place?
+    async fn applied(&self, writes: &[&Write]) -> Result<Vec<bool>, B24Error> {
+        let Some(list) = self.list_method() else {
+            return Ok(vec![false; writes.len()]);
+        };
+        let ids: Vec<Json> = writes.iter().map(|w| w.payload["id"].clone()).collect();
+        let mut select = vec![Json::from("ID")];
+        for w in writes {
+            if let Some(fields) = w.payload["fields"].as_object() {
+                select.extend(fields.keys().map(|k| Json::from(k.as_str())));
+            }
+        }
+        let body = self
+            .client
+            .call(
+                &list,
+                &json!({"filter": {"@ID": ids}, "select": select, "start": -1}),
+                Kind::Read,
+            )
+            .await?;
+        let rows = body["result"].as_array().cloned().unwrap_or_default();
+        Ok(writes
+            .iter()
+            .map(|w| {
+                let id = text(&w.payload["id"]);
+                let row = rows.iter().find(|r| text(&r["ID"]) == id);
+                let fields = w.payload["fields"].as_object();
+                matches!((row, fields), (Some(row), Some(f)) if f.iter().all(|(k, v)| text(&row[k.as_str()]) == text(v)))
+            })
+            .collect())
+    }
+}
+
+fn text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[async_trait]
+impl Sink for UpdateSink {
+    fn prepare(&self, _item: &Item, scope: &Value) -> Result<Option<Write>, String> {
+        let id = self.record_id.render(scope)?;
+        if id.trim().is_empty() {
+            return Err(format!("{}: the record ID is empty", self.method));
+        }
+        let mut fields = Map::new();
+        for (k, v) in &self.fields {
+            fields.insert(k.render(scope)?, v.eval(scope)?);
+        }
+        let mut payload = json!({"id": id, "fields": fields});
+        for (k, t) in &self.params {
+            payload["params"][k] = t.eval(scope)?;
+        }
+        Ok(Some(Write {
+            index: 0,
+            key: id,
+            payload: Arc::new(payload),
+        }))
+    }
+
+    async fn write(
+        &self,
+        writes: &[Write],
+        _: &RunCtx,
+    ) -> Result<Vec<Result<Json, String>>, Fatal> {
+        let mut out = Vec::with_capacity(writes.len());
+        for chunk in writes.chunks(50) {
+            let chunk: Vec<&Write> = chunk.iter().collect();
+            match self.send(&chunk).await {
+                Ok(results) => out.extend(results),
+                Err(B24Error::Unknown(why)) => out.extend(self.recover(&chunk, &why).await?),
+                Err(B24Error::Refused { code, description }) => {
+                    out.extend(chunk.iter().map(|_| Err(format!("{description} ({code})"))));
+                }
+                Err(e @ B24Error::Unavailable(_)) => {
+                    return Err(Fatal::unavailable("Bitrix24", e.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn describe(&self, w: &Write) -> String {
+        format!(
+            "{} id={} fields={}",
+            self.method, w.key, w.payload["fields"]
+        )
+    }
+}
+
+impl UpdateSink {
+    /// The batch may or may not have run: read back, resend only what is missing (once).
+    async fn recover(
+        &self,
+        chunk: &[&Write],
+        why: &str,
+    ) -> Result<Vec<Result<Json, String>>, Fatal> {
+        tracing::warn!(method = %self.method, "update batch outcome unknown ({}); checking before any retry", crate::secrets::redact(why));
+        let applied = self
+            .applied(chunk)
+            .await
+            .map_err(|e| Fatal::unavailable("Bitrix24", e.to_string()))?;
+        let missing: Vec<&Write> = chunk
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| !**a)
+            .map(|(w, _)| *w)
+            .collect();
+        let mut resent = if missing.is_empty() || self.list_method().is_none() {
+            Vec::new()
+        } else {
+            match self.send(&missing).await {
+                Ok(r) => r,
+                Err(B24Error::Unavailable(m)) => return Err(Fatal::unavailable("Bitrix24", m)),
+                Err(e) => missing
+                    .iter()
+                    .map(|_| Err(format!("outcome unknown, not repeated: {e}")))
+                    .collect(),
+            }
+        }
+        .into_iter();
+        Ok(applied
+            .iter()
+            .map(|done| match (done, self.list_method()) {
+                (true, _) => Ok(Json::Bool(true)),
+                (false, Some(_)) => resent.next().unwrap_or_else(|| Err("no answer".into())),
+                (false, None) => Err(format!("outcome unknown ({why}); not repeated")),
+            })
+            .collect())
+    }
+}

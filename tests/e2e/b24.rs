@@ -1,0 +1,413 @@
+//! The Bitrix24 connector against the emulated portal over TCP: chained keyset exports,
+//! tie-safe incremental reads, batched lookups and updates, limits, faults and error handling.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use etl::connectors::bitrix24::emulator::{EmulatorConfig, Fault, Portal};
+use serde_json::json;
+
+use crate::harness::*;
+
+fn export_pipeline(s: &Scratch, extra_source: &str) -> std::path::PathBuf {
+    s.write(
+        "export.yaml",
+        &format!(
+            r#"name: export
+connections:
+  b24: {{type: bitrix24, webhook_url: "${{env:B24_WEBHOOK_URL}}"}}
+source:
+  type: bitrix24.list
+  connection: b24
+  method: crm.contact.list
+  select: [ID, NAME, DATE_MODIFY]
+{extra_source}
+sinks:
+  - {{type: jsonl, path: "{out}"}}
+"#,
+            out = s.path("out.jsonl").display()
+        ),
+    )
+}
+
+fn ids(s: &Scratch) -> Vec<u64> {
+    read_jsonl(&s.path("out.jsonl"))
+        .iter()
+        .map(|r| r["ID"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn full_export_reads_2500_rows_per_request_without_limit_refusals() {
+    let emu = b24(Portal::bulk_contacts(6000));
+    let s = Scratch::new();
+    let p = export_pipeline(&s, "");
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let got = ids(&s);
+    assert_eq!(got, (1..=6000).collect::<Vec<u64>>());
+    // 6,000 rows at 50 chained pages of 50 per request: 3 HTTP requests, all of them batches.
+    assert_eq!(emu.http_requests(), 3);
+    assert_eq!(emu.requests("batch"), 3);
+    assert_eq!(emu.limit_refusals(), 0);
+}
+
+#[test]
+fn a_tie_of_200_records_on_one_date_modify_is_delivered_exactly_once_across_pages() {
+    let mut portal = Portal::new();
+    for i in 1..=330u64 {
+        let date = match i {
+            1..=60 => format!("2024-05-01T10:00:{:02}+03:00", i % 60),
+            61..=260 => "2024-05-02T12:00:00+03:00".to_string(),
+            _ => format!("2024-05-03T09:{:02}:00+03:00", i % 60),
+        };
+        // IDs interleave with dates, so ID order and DATE_MODIFY order differ.
+        let id = if i % 2 == 0 { i * 7 % 331 } else { i };
+        let _ = id;
+        portal.insert("contact", row(json!({"ID": i.to_string(), "NAME": format!("n{i}"), "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
+    }
+    let emu = b24(portal);
+    let s = Scratch::new();
+    let p = export_pipeline(
+        &s,
+        "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\"}",
+    );
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let rows = read_jsonl(&s.path("out.jsonl"));
+    let got: Vec<u64> = rows
+        .iter()
+        .map(|r| r["ID"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got.len(), 330, "every record once");
+    assert_eq!(
+        got.iter().collect::<HashSet<_>>().len(),
+        330,
+        "no duplicates"
+    );
+    // Ascending (DATE_MODIFY, ID).
+    let keys: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["DATE_MODIFY"].as_str().unwrap().to_string(),
+                r["ID"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+
+    // Nothing changed: the next run delivers nothing.
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(ids(&s).is_empty(), "second run re-delivered {:?}", ids(&s));
+
+    // Three records change (one inside the tie): exactly those come next.
+    emu.with_portal(|p| {
+        for id in [5u64, 100, 300] {
+            p.set_field(
+                "contact",
+                id,
+                "DATE_MODIFY",
+                json!("2024-06-01T08:00:00+03:00"),
+            );
+        }
+    });
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(ids(&s), vec![5, 100, 300]);
+}
+
+#[test]
+fn storms_of_503_and_html_answers_lose_and_duplicate_nothing() {
+    let emu = b24(Portal::bulk_contacts(3000));
+    emu.faults().storm(0.3, 7, Fault::QueryLimit);
+    emu.faults().push(Fault::HtmlBadGateway);
+    emu.faults().push(Fault::InternalError);
+    let s = Scratch::new();
+    let p = export_pipeline(&s, "");
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(ids(&s), (1..=3000).collect::<Vec<u64>>());
+    assert!(emu.responses_with_status(503) > 0 && emu.responses_with_status(502) > 0);
+}
+
+fn update_pipeline(s: &Scratch, ids: &[u64]) -> std::path::PathBuf {
+    let lines: String = ids
+        .iter()
+        .map(|i| format!("{{\"ID\": \"{i}\"}}\n"))
+        .collect();
+    s.write("ids.jsonl", &lines);
+    s.write(
+        "update.yaml",
+        &format!(
+            r#"name: update
+connections:
+  b24: {{type: bitrix24, webhook_url: "${{env:B24_WEBHOOK_URL}}"}}
+source: {{type: jsonl, path: "{ids}", key: $.ID}}
+sinks:
+  - type: bitrix24.update
+    connection: b24
+    method: crm.contact.update
+    record_id: "{{{{ source.ID }}}}"
+    fields:
+      COMMENTS: "synced {{{{ source.ID }}}}"
+"#,
+            ids = s.path("ids.jsonl").display()
+        ),
+    )
+}
+
+#[test]
+fn updates_go_50_per_batch_and_command_errors_fail_only_their_record() {
+    let emu = b24(Portal::bulk_contacts(120));
+    let s = Scratch::new();
+    let mut targets: Vec<u64> = (1..=120).collect();
+    targets.insert(10, 999_999); // no such contact
+    let p = update_pipeline(&s, &targets);
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None)
+        .arg("--journal")
+        .arg(s.path("j.json")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let j = read_json(&s.path("j.json"));
+    assert_eq!(j["counts"], json!({"ok": 120, "skipped": 0, "failed": 1}));
+    let failed = j["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["outcome"] == "failed")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["key"], "999999");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("not found"),
+        "{failed}"
+    );
+    assert_eq!(emu.requests("batch"), 3, "121 updates in batches of 50");
+    assert_eq!(emu.mutations("crm.contact.update"), 120);
+    assert_eq!(
+        emu.with_portal(|p| p.get("contact", 7).unwrap()["COMMENTS"].clone()),
+        json!("synced 7")
+    );
+}
+
+#[test]
+fn a_write_then_500_is_checked_not_applied_twice() {
+    let emu = b24(Portal::bulk_contacts(60));
+    emu.faults()
+        .on_method("crm.contact.update", Fault::WriteThenFail, 1);
+    let s = Scratch::new();
+    let p = update_pipeline(&s, &(1..=60).collect::<Vec<u64>>());
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None)
+        .arg("--journal")
+        .arg(s.path("j.json")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(read_json(&s.path("j.json"))["counts"]["ok"], 60);
+    // The first batch (50 updates) ran once; the check found them done, so only the last 10
+    // were sent in a second batch. Nothing was applied twice.
+    assert_eq!(emu.mutations("crm.contact.update"), 60);
+    assert!(
+        emu.requests("crm.contact.list") >= 1,
+        "the outcome was checked by reading back"
+    );
+}
+
+#[test]
+fn a_lost_update_batch_whose_writes_did_not_happen_is_sent_again_once() {
+    let emu = b24(Portal::bulk_contacts(20));
+    emu.faults()
+        .on_method("crm.contact.update", Fault::HtmlBadGateway, 1);
+    let s = Scratch::new();
+    let p = update_pipeline(&s, &(1..=20).collect::<Vec<u64>>());
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(emu.mutations("crm.contact.update"), 20);
+}
+
+#[test]
+fn lookups_are_packed_into_batches_and_cached_per_run() {
+    let mut portal = Portal::new();
+    for u in 1..=3u64 {
+        portal.insert("user", row(json!({"ID": u.to_string(), "ACTIVE": true, "NAME": format!("U{u}"), "LAST_NAME": "X"})));
+    }
+    for d in 1..=120u64 {
+        portal.insert("deal", row(json!({"ID": d.to_string(), "TITLE": "d", "ASSIGNED_BY_ID": (d % 3 + 1).to_string(), "STAGE_ID": "WON"})));
+    }
+    let emu = b24(portal);
+    let s = Scratch::new();
+    let p = s.write(
+        "lookup.yaml",
+        &format!(
+            r#"name: lookup
+connections:
+  b24: {{type: bitrix24, webhook_url: "${{env:B24_WEBHOOK_URL}}"}}
+source: {{type: bitrix24.list, connection: b24, method: crm.deal.list, select: [ID, ASSIGNED_BY_ID]}}
+steps:
+  - type: bitrix24.call
+    id: seller
+    connection: b24
+    method: user.get
+    params: {{ID: "{{{{ source.ASSIGNED_BY_ID }}}}"}}
+    result: $[0]
+  - type: map
+    fields:
+      deal: "{{{{ source.ID }}}}"
+      seller: "{{{{ steps.seller.NAME }}}}"
+sinks: [{{type: jsonl, path: "{out}"}}]
+"#,
+            out = s.path("out.jsonl").display()
+        ),
+    );
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let rows = read_jsonl(&s.path("out.jsonl"));
+    assert_eq!(rows.len(), 120);
+    assert_eq!(rows[0], json!({"deal": "1", "seller": "U2"}));
+    assert_eq!(emu.requests("user.get"), 3, "each user fetched once");
+    assert!(
+        emu.http_requests() <= 3 + 1,
+        "lookups ride in batches: {}",
+        emu.http_requests()
+    );
+}
+
+#[test]
+fn a_wrong_webhook_code_says_so_and_never_shows_the_code() {
+    let emu = b24(Portal::bulk_contacts(5));
+    let s = Scratch::new();
+    let p = export_pipeline(&s, "");
+    let wrong = emu
+        .webhook_url()
+        .replace("b24emulator0code", "wrong0code0123456");
+    let out = run(etl_run(&p, &s.state(), None, None)
+        .env("B24_WEBHOOK_URL", &wrong)
+        .arg("--journal")
+        .arg(s.path("j.json")));
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}{}",
+        stdout(&out),
+        stderr(&out),
+        std::fs::read_to_string(s.path("j.json")).unwrap()
+    );
+    assert!(all.contains("rejected the webhook"), "{all}");
+    assert!(
+        !all.contains("wrong0code0123456"),
+        "the code leaked:\n{all}"
+    );
+}
+
+#[test]
+fn operating_time_limit_parks_the_method_until_its_reset() {
+    let config = EmulatorConfig {
+        operating_limit_secs: 0.2,
+        op_time_per_call: 0.15,
+        op_time_per_row: 0.0,
+        operating_window: Duration::from_secs(1),
+        ..EmulatorConfig::default()
+    };
+    let emu = b24_with(config, Portal::bulk_contacts(5));
+    let s = Scratch::new();
+    // Five updates in one batch: the portal runs two, refuses the rest until the window moves.
+    let p = update_pipeline(&s, &[1, 2, 3, 4, 5]);
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None)
+        .arg("--journal")
+        .arg(s.path("j.json")));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        emu.limit_refusals() >= 1,
+        "the budget was exceeded at least once"
+    );
+    assert_eq!(read_json(&s.path("j.json"))["counts"]["ok"], 5);
+    assert_eq!(
+        emu.mutations("crm.contact.update"),
+        5,
+        "refused commands ran once, later"
+    );
+}
+
+#[test]
+fn a_moved_portal_is_followed() {
+    let emu = b24(Portal::bulk_contacts(10));
+    let moved = emu.webhook_url().replace("127.0.0.1", "localhost");
+    emu.faults().push(Fault::Moved(moved));
+    let s = Scratch::new();
+    let p = export_pipeline(&s, "");
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(ids(&s).len(), 10);
+}
+
+#[test]
+fn an_unreachable_portal_aborts_the_run() {
+    let s = Scratch::new();
+    let p = export_pipeline(&s, "");
+    let out = run(etl_run(&p, &s.state(), None, None)
+        .env("B24_WEBHOOK_URL", "http://127.0.0.1:9/rest/1/abcdef123456/"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Bitrix24 unavailable"),
+        "{}",
+        stdout(&out)
+    );
+}
