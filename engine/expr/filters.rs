@@ -17,12 +17,14 @@ pub const CUSTOM: &[&str] = &[
     "to_number",
     "datetime",
     "match_rules",
+    "add_days",
 ];
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("phone", phone);
     env.add_filter("date", date);
     env.add_filter("datetime", datetime);
+    env.add_filter("add_days", add_days);
     env.add_filter("money", money);
     env.add_filter("lookup", lookup);
     env.add_filter("map_values", map_values);
@@ -205,6 +207,23 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
         dt.format(format.as_deref().unwrap_or("%Y-%m-%dT%H:%M:%S%:z"))
             .to_string(),
     ))
+}
+
+/// A date-time (ISO 8601 with an offset) or a date moved by `days` (negative: back):
+/// `{{ run.started_at | add_days(-settings.window_days) }}` for a report window.
+fn add_days(v: Value, days: f64) -> Result<Value, Error> {
+    if is_empty(&v) {
+        return Ok(Value::from(()));
+    }
+    let raw = v.to_string();
+    let delta = chrono::Duration::milliseconds((days * 86_400_000.0).round() as i64);
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw.trim()) {
+        return Ok(Value::from((dt + delta).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+        return Ok(Value::from((d + delta).format("%Y-%m-%d").to_string()));
+    }
+    Err(invalid(format!("invalid date \"{raw}\": add_days expects ISO 8601, such as 2024-08-15T10:00:00+03:00")))
 }
 
 /// Money as a string with two decimals: `9000` -> `"9000.00"`, `"8700.5"` -> `"8700.50"`.
@@ -410,6 +429,14 @@ mod tests {
         assert_eq!(iso_date("2009-11-29T00:00:00+03:00").unwrap(), "2009-11-29");
         assert_eq!(iso_date("2020-12-22").unwrap(), "2020-12-22");
         assert!(iso_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn add_days_moves_dates_and_date_times() {
+        let mut env = Environment::new();
+        register(&mut env);
+        let out = env.render_str("{{ '2024-03-10T09:30:00+03:00' | add_days(-7) }} {{ '2024-03-01' | add_days(-1) }}", ()).unwrap();
+        assert_eq!(out, "2024-03-03T09:30:00+03:00 2024-02-29");
     }
 
     #[test]

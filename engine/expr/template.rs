@@ -433,7 +433,7 @@ impl schemars::JsonSchema for Template {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": ["string", "number", "integer", "boolean", "null", "array"],
-            "description": "A value, or a minijinja template: `{{ source.NAME }}`. A value that is exactly one `{{ expression }}` keeps its type (list, number); filters: phone, date, money, lookup, map_values, flatten, unique_list, compact, to_number, datetime and the minijinja builtins.",
+            "description": "A value, or a minijinja template: `{{ source.NAME }}`. A value that is exactly one `{{ expression }}` keeps its type (list, number); filters: phone, date, money, lookup, map_values, flatten, unique_list, compact, to_number, datetime, add_days and the minijinja builtins.",
             "examples": ["{{ source.PHONE | first | attr('VALUE') | phone }}"]
         })
     }
