@@ -8,6 +8,7 @@ mod core_run;
 mod core_validate;
 mod seed001;
 mod email;
+mod reports;
 mod smtp;
 mod table;
 mod xlsx;

@@ -82,8 +82,8 @@ pub struct XlsxColumn {
     /// Excel number format, e.g. `dd.mm.yyyy` or `#,##0.00`.
     #[serde(default)]
     pub format: Option<String>,
-    /// A template giving the URL a text cell links to; the cell is a link only when it renders
-    /// to an absolute http(s) URL (so an empty portal URL simply gives no links).
+    /// A template giving the URL a text cell links to; the cell is a link only when it has a value
+    /// and the URL renders to an absolute http(s) URL (an empty portal URL simply gives no links).
     #[serde(default)]
     #[schemars(example = "{{ settings.portal_url }}/crm/company/details/{{ record.COMPANY_ID }}/")]
     pub link: Option<Template>,
@@ -252,10 +252,9 @@ impl Book {
                     }
                     None => write_text(ws, row, col, value)?,
                 },
-                CellKind::Text => match link {
+                CellKind::Text => match link.filter(|_| !text_of(value).is_empty()) {
                     Some(url) => {
                         let text = text_of(value);
-                        let text = if text.is_empty() { url.to_string() } else { text };
                         if state.links < MAX_LINKS {
                             ws.write_url_with_format(row, col, Url::new(url).set_text(&text), &self.link)?;
                         } else {
