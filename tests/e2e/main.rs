@@ -9,6 +9,7 @@ mod core_validate;
 mod seed001;
 mod email;
 mod reports;
+mod reports_bench;
 mod smtp;
 mod table;
 mod xlsx;
