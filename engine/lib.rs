@@ -11,3 +11,4 @@ pub mod expr;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
+pub mod table;

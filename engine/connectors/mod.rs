@@ -3,10 +3,12 @@
 
 pub mod bitrix24;
 pub mod comagic;
+pub mod email;
 pub mod files;
 pub mod http;
 pub mod otmechalka;
 pub mod transform;
+pub mod xlsx;
 
 use std::sync::OnceLock;
 
@@ -23,6 +25,9 @@ pub fn registry() -> &'static Registry {
         comagic::register(&mut r);
         bitrix24::register(&mut r);
         otmechalka::register(&mut r);
+        crate::table::register(&mut r);
+        xlsx::register(&mut r);
+        email::register(&mut r);
         r
     })
 }

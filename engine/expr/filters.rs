@@ -681,6 +681,14 @@ mod tests {
     }
 
     #[test]
+    fn add_days_moves_dates_and_date_times() {
+        let mut env = Environment::new();
+        register(&mut env);
+        let out = env.render_str("{{ '2024-03-10T09:30:00+03:00' | add_days(-7) }} {{ '2024-03-01' | add_days(-1) }}", ()).unwrap();
+        assert_eq!(out, "2024-03-03T09:30:00+03:00 2024-02-29");
+    }
+
+    #[test]
     fn money_has_two_decimals() {
         assert_eq!(format_money("9000").unwrap(), "9000.00");
         assert_eq!(format_money("8700.5").unwrap(), "8700.50");

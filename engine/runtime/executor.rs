@@ -59,6 +59,7 @@ pub async fn run(
         dry_run: opts.dry_run,
         state: store.clone(),
         report: Default::default(),
+        shared: Default::default(),
     };
     let header = json!({
         "pipeline": pipeline.name,

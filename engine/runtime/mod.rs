@@ -176,6 +176,67 @@ pub struct RunCtx {
     pub state: Option<Arc<Store>>,
     /// Named counters and log lines components add for the journal (`counters`, `log`).
     pub report: std::sync::Mutex<Report>,
+    /// What components hand each other within one run: data sets and written files.
+    pub shared: Shared,
+}
+
+/// Whole data sets and files one component makes available to the others of the same run:
+/// the `table` source publishes tables (e-mail recipients), the XLSX sink records the
+/// workbooks it wrote, the e-mail sink attaches them.
+#[derive(Default)]
+pub struct Shared {
+    datasets: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<Json>>>>,
+    files: std::sync::Mutex<Vec<SharedFile>>,
+}
+
+/// A file written during the run.
+#[derive(Clone, Debug)]
+pub struct SharedFile {
+    /// The label of the component that wrote it (its `id`, or its type).
+    pub producer: String,
+    pub path: std::path::PathBuf,
+    /// Data rows it holds.
+    pub rows: u64,
+}
+
+impl Shared {
+    pub fn publish(&self, name: &str, rows: Vec<Json>) {
+        self.datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(rows));
+    }
+
+    pub fn dataset(&self, name: &str) -> Option<Arc<Vec<Json>>> {
+        self.datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn dataset_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .datasets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn add_file(&self, file: SharedFile) {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+    }
+
+    pub fn files(&self) -> Vec<SharedFile> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// What components tell the journal beyond per-record outcomes.

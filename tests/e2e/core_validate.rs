@@ -184,6 +184,9 @@ fn shipped_pipelines_are_valid_and_carry_the_schema_header() {
     ] {
         cmd.env(var, "fake-value-1");
     }
+    // The e-mail sink checks its SMTP URL and sender address when the pipeline loads.
+    cmd.env("SMTP_URL", "smtp://127.0.0.1:9")
+        .env("REPORT_FROM", "reports@example.ru");
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }

@@ -92,6 +92,7 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
             ("activity", "list" | "get" | "add" | "delete" | "fields") => true,
             ("deal", "productrows.get" | "productrows.set" | "contact.items.get") => true,
             ("contact", "company.items.get") | ("company", "contact.items.get") => true,
+            ("item", "list") => true,
             _ => false,
         };
         return known.then_some("crm");
@@ -230,6 +231,7 @@ pub fn call(
                 ..Reply::value(Value::Array(rows))
             });
         }
+        "crm.item.list" => return super::items::item_list(portal, params),
         "crm.company.contact.items.get" => {
             let id = param_id(params)?;
             if !portal.table("company").is_some_and(|t| t.contains(id)) {

@@ -21,7 +21,8 @@
 //! pages), `methods` (dispatch), `batch`, `limits` (leaky bucket, operating time), `faults`,
 //! `data` + `schema` + `cell` (the portal model), `generate` (demo and bulk data), `dates`.
 //!
-//! Not emulated: `crm.item.*`, `crm.activity.binding.list`, `crm.timeline.comment.add`,
+//! `crm.item.list` is emulated for leads, deals, contacts and companies (`items`). Not emulated:
+//! the other `crm.item.*` methods, `crm.activity.binding.list`, `crm.timeline.comment.add`,
 //! `multipart/form-data` bodies, `.xml` output, OAuth (`auth=` tokens, `expired_token`),
 //! plain-HTTP rejection, `logic: OR` filters, outgoing event webhooks, per-client-IP buckets
 //! (one bucket per portal), user-field permissions, and `crm.*.fields` beyond the declared set.
@@ -33,6 +34,7 @@ pub mod dates;
 pub mod faults;
 pub mod filter;
 pub mod generate;
+pub mod items;
 pub mod limits;
 pub mod methods;
 pub mod params;
