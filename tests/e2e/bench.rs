@@ -148,3 +148,40 @@ fn bench_seed001_first_and_second_sync() {
         std::thread::sleep(Duration::from_millis(1100));
     }
 }
+
+/// The second-run request count at full scale without waiting for the rate limit: the same
+/// 10,000 contacts on a portal without limits (the count of requests does not depend on them).
+#[test]
+#[ignore]
+fn bench_seed001_second_run_requests() {
+    let emu = b24_with(EmulatorConfig::unlimited(), Portal::bulk_contacts(10_000));
+    let otm = OtmechalkaEmulator::start(OtmechalkaConfig {
+        max_active_clients: 100_000,
+        ..OtmechalkaConfig::default()
+    })
+    .unwrap();
+    let s = Scratch::new();
+    for round in ["first", "second"] {
+        let b0 = emu.http_requests();
+        let w0 = otm.counters().writes;
+        let u0 = emu.mutations("crm.contact.update");
+        let mut cmd = etl_run(
+            &root().join("pipelines").join("contacts.yaml"),
+            &s.state(),
+            Some(&emu),
+            Some(&otm),
+        );
+        cmd.args(["--set", "source.incremental.settle_secs=0", "--journal"])
+            .arg(s.path("j.json"));
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", stdout(&out));
+        println!(
+            "{round} run: {} | Bitrix24 {} requests, {} status writes | otmechalka {} writes",
+            read_json(&s.path("j.json"))["counts"],
+            emu.http_requests() - b0,
+            emu.mutations("crm.contact.update") - u0,
+            otm.counters().writes - w0
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}
