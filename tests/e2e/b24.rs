@@ -162,6 +162,62 @@ fn a_tie_of_thousands_is_read_in_few_requests() {
     assert!(emu.http_requests() <= 6, "{} requests", emu.http_requests());
 }
 
+/// Reads 10,000 records whose DATE_MODIFY seconds hold `least` to `least + spread` records
+/// each, IDs in no particular order; checks each came once and returns the HTTP requests made.
+fn read_seconds_of_ties(least: u64, spread: u64) -> u64 {
+    let mut portal = Portal::new();
+    let (mut second, mut left_in_second) = (0i64, 0u64);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-05-02T12:00:00+03:00").unwrap();
+    for n in 0..10_000u64 {
+        if left_in_second == 0 {
+            second += 1;
+            left_in_second = least + (second as u64 * 37) % (spread + 1);
+        }
+        left_in_second -= 1;
+        let id = (n * 7_919) % 10_000 + 1; // a permutation of 1..=10,000
+        let date = (t0 + chrono::Duration::seconds(second)).to_rfc3339();
+        portal.insert("contact", row(json!({"ID": id.to_string(), "NAME": "n", "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
+    }
+    let emu = b24(portal);
+    let s = Scratch::new();
+    let p = export_pipeline(
+        &s,
+        "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\"}",
+    );
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let got = ids(&s);
+    assert_eq!(got.len(), 10_000, "every record once");
+    assert_eq!(
+        got.iter().collect::<HashSet<_>>().len(),
+        10_000,
+        "no duplicates"
+    );
+    emu.http_requests()
+}
+
+/// What a second run meets after the first one wrote its statuses back at the portal's pace
+/// (2 batches of 50 a second): every record changed, about a hundred in each second.
+#[test]
+fn ties_of_a_hundred_records_a_second_cost_few_requests() {
+    // 10,000 rows at 2,500 per request would be 4; the tie pages cost a few more.
+    let requests = read_seconds_of_ties(60, 80);
+    assert!(requests <= 8, "{requests} requests");
+}
+
+/// An Enterprise portal drains 5 requests a second: 250 write-backs a second.
+#[test]
+fn denser_ties_deepen_the_tie_pages_of_each_step() {
+    let requests = read_seconds_of_ties(200, 100);
+    assert!(requests <= 10, "{requests} requests");
+}
+
 #[test]
 fn storms_of_503_and_html_answers_lose_and_duplicate_nothing() {
     let emu = b24(Portal::bulk_contacts(3000));

@@ -46,6 +46,23 @@ fn timed(cmd: &mut std::process::Command) -> (std::process::Output, Duration, St
     )
 }
 
+/// How many records of a journal ended how (and why), to tell re-reads from real work.
+fn print_outcomes(journal: &std::path::Path) {
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for r in read_json(journal)["records"].as_array().unwrap() {
+        let reason: String = r["reason"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        *outcomes
+            .entry(format!("{} {reason}", r["outcome"]))
+            .or_default() += 1;
+    }
+    println!("  {outcomes:?}");
+}
+
 #[test]
 #[ignore]
 fn bench_bitrix24_export_and_updates() {
@@ -144,6 +161,7 @@ fn bench_seed001_first_and_second_sync() {
                 otm.counters().writes - w0,
                 t.as_secs_f64()
             );
+            print_outcomes(&s.path("j.json"));
         }
         std::thread::sleep(Duration::from_millis(1100));
     }
@@ -182,6 +200,7 @@ fn bench_seed001_second_run_requests() {
             emu.mutations("crm.contact.update") - u0,
             otm.counters().writes - w0
         );
+        print_outcomes(&s.path("j.json"));
         std::thread::sleep(Duration::from_millis(1100));
     }
 }

@@ -3,11 +3,13 @@
 //! - Full export (crm.*.list, crm.activity.list, crm.item.list): keyset paging on the ID, 50
 //!   chained pages per `batch` (`filter[>ID]=$result[p{k-1}][49][ID]`, `start=-1`, `halt=1`), so
 //!   2,500 rows per HTTP request and no COUNT on the portal.
-//! - Incremental (`incremental:`): ascending (DATE_MODIFY, ID) from the cursor. Each step of a
-//!   batch is a pair of commands: the rest of the records that share the current DATE_MODIFY
-//!   (`=DATE_MODIFY`, `>ID`), then the next page after it (`>DATE_MODIFY`). That way a tie of any
-//!   size across page boundaries is delivered exactly once, and the cursor (DATE_MODIFY, ID) of
-//!   each record says exactly where to continue.
+//! - Incremental (`incremental:`): ascending (DATE_MODIFY, ID) from the cursor. A request is a
+//!   chain of steps; each step reads the rest of the records that share its anchor's DATE_MODIFY
+//!   (`=DATE_MODIFY`, `>ID`, a few chained pages), then the page after that date
+//!   (`>DATE_MODIFY`), whose last row anchors the next step. So ties of any size across page
+//!   boundaries are delivered exactly once, the cursor (DATE_MODIFY, ID) of each record says
+//!   exactly where to continue, and ties of ~100 records a second (our own status write-backs)
+//!   still cost only a few thousand records per request.
 //! - user.get, department.get and other small lists: offset pages, batched.
 
 use std::collections::VecDeque;
@@ -19,13 +21,28 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::client::{B24Error, Client, Kind, is_refusal};
+use super::client::{B24Error, BatchResult, Client, Kind, is_refusal};
 use crate::config::{BuildCtx, ConnectionRef, component::SourceConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Record, RunCtx, Source};
 
 const PAGE: usize = 50;
 const COMMANDS: usize = 50;
+/// Tie pages per chain step of an incremental request, at first: room for the rest of a second
+/// that ~100 records share (status write-backs at the portal's pace). Denser seconds raise it
+/// up to `MAX_TIE_PAGES`.
+const TIE_PAGES: usize = 2;
+const MAX_TIE_PAGES: usize = 8;
+/// Tie pages of the first step once a tie outgrew its step; doubled while it goes on.
+const LARGE_TIE_PAGES: usize = 16;
+
+type Command = (String, String, Json);
+
+/// One chain step of an incremental request: the keys of its tie pages and of its page after.
+struct Step {
+    ties: Vec<String>,
+    later: String,
+}
 
 /// Read records from a Bitrix24 list method.
 #[derive(Deserialize, JsonSchema)]
@@ -134,7 +151,8 @@ impl SourceConfig for ListConfig {
             buffer: VecDeque::new(),
             state: Position::Start,
             done: false,
-            tie_run: false,
+            large_tie_pages: 0,
+            tie_pages: TIE_PAGES,
         }))
     }
 }
@@ -168,8 +186,11 @@ struct ListSource {
     buffer: VecDeque<Record>,
     state: Position,
     done: bool,
-    /// The last page was full of records sharing one DATE_MODIFY.
-    tie_run: bool,
+    /// Tie pages for the first step of the next request when the last one ended inside a tie
+    /// larger than the pages it asked for; 0 otherwise.
+    large_tie_pages: usize,
+    /// Tie pages per chain step, following how many records share a second.
+    tie_pages: usize,
 }
 
 fn unavailable(e: B24Error) -> Fatal {
@@ -283,188 +304,144 @@ impl ListSource {
         Ok(())
     }
 
-    /// After a full page of records sharing one DATE_MODIFY: chain pages of that tie (`>ID` of
-    /// the previous page's last row), then one page after it. Rows of a tie page that follows a
-    /// short one are ignored (its `$result` reference did not resolve).
-    async fn fetch_tie_run(&mut self) -> Result<(), Fatal> {
-        let inc = self.cfg.incremental.clone().expect("incremental");
-        let (field, id) = (inc.field.clone(), self.cfg.id_field.clone());
+    /// The commands of one incremental request: chain steps, each anchored on the last row of
+    /// the previous step's `later` page (the first on the cursor). `first_ties` tie pages in
+    /// the first step (none at the very start, many inside a large tie), `tie_pages` after.
+    fn incremental_plan(&self, first_ties: usize) -> (Vec<Command>, Vec<Step>) {
+        let inc = self.cfg.incremental.as_ref().expect("incremental");
+        let (field, id) = (inc.field.as_str(), self.cfg.id_field.as_str());
         let Position::After {
-            date, id: last_id, ..
-        } = self.state.clone()
+            date, id: after, ..
+        } = &self.state
         else {
             unreachable!("opened")
         };
-        let mut commands = Vec::new();
-        for k in 0..COMMANDS - 1 {
-            let after = if k == 0 {
-                Json::from(last_id.clone())
-            } else {
-                self.reference(&format!("r{}", k - 1), &id)
-            };
-            let filter = [
-                (format!("={field}"), Json::from(date.clone())),
-                (format!(">{id}"), after),
-            ];
-            commands.push((
-                format!("r{k}"),
-                self.cfg.method.clone(),
-                self.params(&filter, Some(json!({ id.clone(): "ASC" })), -1),
-            ));
+        let (mut date, mut after) = (Json::from(date.clone()), Json::from(after.clone()));
+        let (by_id, by_date) = (json!({ id: "ASC" }), json!({ field: "ASC", id: "ASC" }));
+        let (mut commands, mut steps) = (Vec::new(), Vec::<Step>::new());
+        let mut tie_pages = first_ties;
+        while commands.len() + tie_pages < COMMANDS {
+            let k = steps.len();
+            let mut ties: Vec<String> = Vec::new();
+            for j in 0..tie_pages {
+                let from = match ties.last() {
+                    Some(previous) => self.reference(previous, id),
+                    None => after.clone(),
+                };
+                let filter = [
+                    (format!("={field}"), date.clone()),
+                    (format!(">{id}"), from),
+                ];
+                ties.push(format!("t{k}_{j}"));
+                let params = self.params(&filter, Some(by_id.clone()), -1);
+                commands.push((format!("t{k}_{j}"), self.cfg.method.clone(), params));
+            }
+            let later = format!("l{k}");
+            let filter = [(format!(">{field}"), date.clone())];
+            let params = self.params(&filter, Some(by_date.clone()), -1);
+            commands.push((later.clone(), self.cfg.method.clone(), params));
+            date = self.reference(&later, field);
+            after = self.reference(&later, id);
+            steps.push(Step { ties, later });
+            tie_pages = self.tie_pages;
         }
-        let order = json!({ field.clone(): "ASC", id.clone(): "ASC" });
-        commands.push((
-            "l".to_string(),
-            self.cfg.method.clone(),
-            self.params(
-                &[(format!(">{field}"), Json::from(date.clone()))],
-                Some(order),
-                -1,
-            ),
-        ));
+        (commands, steps)
+    }
+
+    /// One request of incremental reading. Each chain step delivers the rest of the tie at its
+    /// anchor, then the page after that date. When every tie page of a step is full the tie
+    /// goes on beyond what was asked: stop there and let the next request read mostly tie pages.
+    async fn fetch_incremental(&mut self) -> Result<(), Fatal> {
+        let first_ties = match self.state {
+            Position::After { ties: false, .. } => 0,
+            _ if self.large_tie_pages > 0 => self.large_tie_pages,
+            _ => self.tie_pages,
+        };
+        let (commands, steps) = self.incremental_plan(first_ties);
+        // halt=0: a tie page after a short one carries an unresolved `$result` reference,
+        // which a portal may answer with an error; such pages are never looked at.
         let result = self
             .client
             .batch(&commands, false, Kind::Read)
             .await
             .map_err(unavailable)?;
-        for (key, _, _) in &commands[..commands.len() - 1] {
-            if let Some((code, desc)) = result.errors.get(key) {
-                if is_refusal(code) {
+        let large_tie_before = std::mem::take(&mut self.large_tie_pages);
+        let mut deepest_tie = 0;
+        for (k, step) in steps.iter().enumerate() {
+            let (mut pages_read, mut tie_goes_on) = (0, !step.ties.is_empty());
+            for key in &step.ties {
+                let Some(n) = self.take_page(&result, key)? else {
                     return Ok(());
-                }
-                return Err(Fatal::unavailable(
-                    "Bitrix24",
-                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
-                ));
-            }
-            let rows: Vec<Json> = result
-                .results
-                .get(key)
-                .map(|p| self.rows(p).into_iter().cloned().collect())
-                .unwrap_or_default();
-            for row in &rows {
-                let cursor = json!({ "date": as_text(&row[field.as_str()]), "id": as_text(&row[id.as_str()]) });
-                self.push(row, Some(cursor));
-            }
-            if let Some(last) = rows.last() {
-                self.state = Position::After {
-                    date: as_text(&last[field.as_str()]),
-                    id: as_text(&last[id.as_str()]),
-                    ties: true,
                 };
+                pages_read += 1;
+                if n < PAGE {
+                    tie_goes_on = false;
+                    break;
+                }
             }
-            let full = rows.len() == PAGE;
-            if !full {
-                // The tie is exhausted: what remains is the page after it (`l`), the last command.
-                let l = &commands.last().expect("l").0;
-                let rows: Vec<Json> = result
-                    .results
-                    .get(l)
-                    .map(|p| self.rows(p).into_iter().cloned().collect())
-                    .unwrap_or_default();
-                if let Some((code, _)) = result.errors.get(l)
-                    && is_refusal(code)
-                {
-                    self.tie_run = false;
-                    return Ok(());
+            if tie_goes_on {
+                // The tie goes on beyond the pages asked for: the next request reads more of
+                // it first, and later steps plan deeper ties unless this is a tie of thousands.
+                self.large_tie_pages = if k == 0 && large_tie_before > 0 {
+                    large_tie_before * 2
+                } else {
+                    self.tie_pages = (self.tie_pages * 2).min(MAX_TIE_PAGES);
+                    LARGE_TIE_PAGES
                 }
-                for row in &rows {
-                    let cursor = json!({ "date": as_text(&row[field.as_str()]), "id": as_text(&row[id.as_str()]) });
-                    self.push(row, Some(cursor));
-                }
-                if let Some(last) = rows.last() {
-                    self.state = Position::After {
-                        date: as_text(&last[field.as_str()]),
-                        id: as_text(&last[id.as_str()]),
-                        ties: true,
-                    };
-                }
-                self.tie_run = false;
-                self.done = rows.len() < PAGE;
+                .min(COMMANDS - 2 - self.tie_pages);
                 return Ok(());
             }
+            if k > 0 {
+                deepest_tie = deepest_tie.max(pages_read);
+            }
+            match self.take_page(&result, &step.later)? {
+                None => return Ok(()),
+                Some(n) if n < PAGE => {
+                    self.done = true;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
         }
-        Ok(()) // every tie page was full: the tie goes on in the next request
+        self.tie_pages = deepest_tie.clamp(TIE_PAGES, MAX_TIE_PAGES);
+        Ok(())
     }
 
-    async fn fetch_incremental(&mut self) -> Result<(), Fatal> {
-        if self.tie_run {
-            return self.fetch_tie_run().await;
-        }
-        let inc = self.cfg.incremental.clone().expect("incremental");
-        let (field, id) = (inc.field.clone(), self.cfg.id_field.clone());
-        let (mut date, mut after_id, ties) = match &self.state {
-            Position::After { date, id, ties } => {
-                (Json::from(date.clone()), Json::from(id.clone()), *ties)
+    /// Deliver the rows of one incremental page and move the position past them. `None` when
+    /// the portal did not run the command (refused for now): continue from here next request.
+    fn take_page(&mut self, result: &BatchResult, key: &str) -> Result<Option<usize>, Fatal> {
+        if let Some((code, desc)) = result.errors.get(key) {
+            if is_refusal(code) {
+                return Ok(None);
             }
-            _ => unreachable!("opened"),
-        };
-        let order = json!({ field.clone(): "ASC", id.clone(): "ASC" });
-        let mut commands = Vec::new();
-        for k in 0..COMMANDS / 2 {
-            if k > 0 || ties {
-                let filter = [
-                    (format!("={field}"), date.clone()),
-                    (format!(">{id}"), after_id.clone()),
-                ];
-                commands.push((
-                    format!("t{k}"),
-                    self.cfg.method.clone(),
-                    self.params(&filter, Some(json!({ id.clone(): "ASC" })), -1),
-                ));
-            }
-            let later = [(format!(">{field}"), date.clone())];
-            commands.push((
-                format!("l{k}"),
-                self.cfg.method.clone(),
-                self.params(&later, Some(order.clone()), -1),
+            return Err(Fatal::unavailable(
+                "Bitrix24",
+                format!("{} refused the query: {desc} ({code})", self.cfg.method),
             ));
-            date = self.reference(&format!("l{k}"), &field);
-            after_id = self.reference(&format!("l{k}"), &id);
         }
-        let result = self
-            .client
-            .batch(&commands, true, Kind::Read)
-            .await
-            .map_err(unavailable)?;
-        let cursor_of = |row: &Json| json!({ "date": as_text(&row[field.as_str()]), "id": as_text(&row[id.as_str()]) });
-        for (key, _, _) in &commands {
-            if let Some((code, desc)) = result.errors.get(key) {
-                if is_refusal(code) {
-                    return Ok(()); // refused before running: continue from here later
-                }
-                return Err(Fatal::unavailable(
-                    "Bitrix24",
-                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
-                ));
-            }
-            let Some(page) = result.results.get(key) else {
-                break;
+        let Some(page) = result.results.get(key) else {
+            return Ok(None);
+        };
+        let field = self
+            .cfg
+            .incremental
+            .as_ref()
+            .expect("incremental")
+            .field
+            .clone();
+        let rows: Vec<Json> = self.rows(page).into_iter().cloned().collect();
+        for row in &rows {
+            let (date, id) = (as_text(&row[field.as_str()]), self.id_of(row));
+            self.push(row, Some(json!({ "date": date, "id": id })));
+        }
+        if let Some(last) = rows.last() {
+            self.state = Position::After {
+                date: as_text(&last[field.as_str()]),
+                id: self.id_of(last),
+                ties: true,
             };
-            let rows: Vec<Json> = self.rows(page).into_iter().cloned().collect();
-            for row in &rows {
-                let cursor = cursor_of(row);
-                self.push(row, Some(cursor));
-            }
-            let full = rows.len() == PAGE;
-            if let Some(last) = rows.last() {
-                self.state = Position::After {
-                    date: as_text(&last[field.as_str()]),
-                    id: as_text(&last[id.as_str()]),
-                    ties: true,
-                };
-            }
-            if key.starts_with('t') && full {
-                // More records share this DATE_MODIFY than one page holds: continue with them.
-                self.tie_run = true;
-                return Ok(());
-            }
-            if key.starts_with('l') && !full {
-                self.done = true;
-                return Ok(());
-            }
         }
-        Ok(())
+        Ok(Some(rows.len()))
     }
 
     async fn fetch_offset(&mut self) -> Result<(), Fatal> {
