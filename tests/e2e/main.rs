@@ -15,6 +15,7 @@ mod reports;
 mod reports_bench;
 mod seed001;
 mod smtp;
+mod smtp_sink;
 mod table;
 mod xlsx;
 mod xlsx_read;

@@ -381,6 +381,8 @@ impl Sink for EmailSink {
         let mailer = self
             .transport()
             .map_err(|e| Fatal::unavailable("smtp", e))?;
+        let sending = std::time::Instant::now();
+        let mut sent_count = 0;
         for o in outgoing {
             let to = match o.to {
                 Ok(to) => to,
@@ -426,7 +428,10 @@ impl Sink for EmailSink {
                 }
             };
             match sent {
-                Ok(_) => ctx.count(&format!("{}.sent", self.label), 1),
+                Ok(_) => {
+                    sent_count += 1;
+                    ctx.count(&format!("{}.sent", self.label), 1)
+                }
                 Err(e) => match e.status().map(|c| c.to_string()) {
                     Some(code) if !server_level(&code) => {
                         ctx.count(&format!("{}.refused", self.label), 1);
@@ -444,6 +449,11 @@ impl Sink for EmailSink {
                 },
             }
         }
+        ctx.log(format!(
+            "{}: sent {sent_count} message(s) in {:.1}s",
+            self.label,
+            sending.elapsed().as_secs_f64()
+        ));
         Ok(())
     }
 }

@@ -360,7 +360,7 @@ impl Book {
         for sheet in &self.sheets {
             let ws = self.workbook.worksheet_from_index(sheet.index)?;
             ws.set_freeze_panes(1, 0)?;
-            ws.autofilter(0, 0, sheet.next_row.saturating_sub(1).max(0), last_col)?;
+            ws.autofilter(0, 0, sheet.next_row.saturating_sub(1), last_col)?;
             for (c, column) in columns.iter().enumerate() {
                 let width = column
                     .width
@@ -533,6 +533,7 @@ impl Sink for XlsxSink {
             println!("[dry-run] {}: would write {shown}", self.label);
             return Ok(());
         }
+        let saving = std::time::Instant::now();
         let mut guard = self.book.lock().unwrap_or_else(|e| e.into_inner());
         let book = guard.get_or_insert_with(|| Book::new(self.constant_memory));
         if book.sheets.is_empty() {
@@ -554,9 +555,10 @@ impl Sink for XlsxSink {
             ));
         }
         ctx.log(format!(
-            "{}: wrote {shown} ({rows} rows on {} sheet(s))",
+            "{}: wrote {shown} ({rows} rows on {} sheet(s), saved in {:.1}s)",
             self.label,
-            book.sheets.len()
+            book.sheets.len(),
+            saving.elapsed().as_secs_f64()
         ));
         ctx.shared.add_file(SharedFile {
             producer: self.label.clone(),
