@@ -2,6 +2,7 @@
 //! otmechalka services, every corner case of the seed, and crash safety.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use etl::connectors::bitrix24::emulator::{Emulator, Fault as B24Fault, Portal};
 use etl::connectors::http::emulator_kit::{Fault, FaultRule};
@@ -444,6 +445,26 @@ fn deals_become_tickets_with_the_seed_rules() {
         (otm.counters().writes, b24.mutations("crm.deal.update")),
         (writes, updates)
     );
+
+    // Later, the manager removes the second product row of deal 103: the next run creates its
+    // ticket.
+    std::thread::sleep(Duration::from_millis(1100));
+    let one_row = json!([{"PRODUCT_ID": 60130, "PRODUCT_NAME": "8 групповых занятий", "PRICE": 8700, "PRICE_BRUTTO": 9000, "DISCOUNT_SUM": 300, "QUANTITY": 1}]);
+    b24.act(
+        "crm.deal.productrows.set",
+        json!({"id": 103, "rows": one_row}),
+    )
+    .unwrap();
+    let out = run(
+        etl_run(&pipeline("deals.yaml"), &s.state(), Some(&b24), Some(&otm))
+            .args(["--set", "source.incremental.settle_secs=0"]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(
+        otm.ticket("103").expect(&stdout(&out)).ticket_type,
+        "8 групповых занятий"
+    );
+    assert_eq!(status(&b24, "deal", 103), json!("Успешно"));
 }
 
 /// What otmechalka holds, for comparing runs.

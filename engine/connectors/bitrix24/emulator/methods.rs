@@ -205,6 +205,7 @@ pub fn call(
                 _ => Vec::new(),
             };
             portal.set_product_rows(id, rows);
+            recompute_opportunity(portal, id);
             touch(portal, "deal", id, env);
             portal.count_mutation(method);
             return Ok(Reply::value(json!(true)));
@@ -454,6 +455,29 @@ fn department_get(portal: &Portal, params: &Map<String, Value>) -> Result<Reply,
 }
 
 /// Stamp a write: DATE_MODIFY/LAST_UPDATED = now (portal offset, seconds), MODIFY_BY_ID/EDITOR_ID.
+/// A deal's amount follows its product rows unless it was entered by hand.
+fn recompute_opportunity(portal: &mut Portal, deal_id: u64) {
+    let number = |v: Option<&Value>| match v {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    };
+    let sum: f64 = portal
+        .product_rows(deal_id)
+        .iter()
+        .map(|r| number(r.get("PRICE")) * number(r.get("QUANTITY")))
+        .sum();
+    let t = portal.table_mut("deal");
+    let manual = t.value(deal_id, "IS_MANUAL_OPPORTUNITY") == Some(Value::from("Y"));
+    if !manual {
+        t.set(
+            deal_id,
+            "OPPORTUNITY",
+            Some(Value::String(format!("{sum:.2}"))),
+        );
+    }
+}
+
 fn touch(portal: &mut Portal, entity: &str, id: u64, env: &Env) {
     let now = format_ts(env.now, portal.offset_secs);
     let t = portal.table_mut(entity);

@@ -343,6 +343,20 @@ impl Emulator {
     pub fn with_portal<R>(&self, f: impl FnOnce(&mut Portal) -> R) -> R {
         f(&mut lock(&self.shared.portal))
     }
+    /// What a person does in the portal while the server runs: call a method directly, at the
+    /// emulator's clock, without touching limits or request counts.
+    pub fn act(&self, method: &str, params: Value) -> Result<Value, String> {
+        let cfg = self.shared.cfg();
+        let env = Env {
+            now: self.shared.now().floor() as i64,
+            user_id: cfg.user_id,
+            scopes: cfg.scopes.clone(),
+        };
+        let params = params.as_object().cloned().unwrap_or_default();
+        methods::call(&mut lock(&self.shared.portal), method, &params, &env)
+            .map(|r| r.result)
+            .map_err(|e| e.body().to_string())
+    }
     /// Change behaviour knobs on the fly (limits are rebuilt if their sizes change).
     pub fn update_config(&self, f: impl FnOnce(&mut EmulatorConfig)) {
         let mut c = self
