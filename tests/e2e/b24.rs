@@ -211,6 +211,13 @@ fn ties_of_a_hundred_records_a_second_cost_few_requests() {
     assert!(requests <= 8, "{requests} requests");
 }
 
+/// Write-backs slowed down by lookups and otmechalka: a few dozen a second.
+#[test]
+fn sparse_ties_take_one_tie_page_per_step() {
+    let requests = read_seconds_of_ties(20, 30);
+    assert!(requests <= 6, "{requests} requests");
+}
+
 /// An Enterprise portal drains 5 requests a second: 250 write-backs a second.
 #[test]
 fn denser_ties_deepen_the_tie_pages_of_each_step() {

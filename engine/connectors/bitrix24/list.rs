@@ -29,7 +29,8 @@ use crate::runtime::{Fatal, Record, RunCtx, Source};
 const PAGE: usize = 50;
 const COMMANDS: usize = 50;
 /// Tie pages per chain step of an incremental request, at first: room for the rest of a second
-/// that ~100 records share (status write-backs at the portal's pace). Denser seconds raise it
+/// that ~100 records share (status write-backs at the portal's pace). Afterwards it follows the
+/// deepest tie of the last request (one page for sparse seconds), doubling when a tie overflows,
 /// up to `MAX_TIE_PAGES`.
 const TIE_PAGES: usize = 2;
 const MAX_TIE_PAGES: usize = 8;
@@ -403,7 +404,7 @@ impl ListSource {
                 Some(_) => {}
             }
         }
-        self.tie_pages = deepest_tie.clamp(TIE_PAGES, MAX_TIE_PAGES);
+        self.tie_pages = deepest_tie.clamp(1, MAX_TIE_PAGES);
         Ok(())
     }
 
