@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use etl::connectors::bitrix24::emulator::{EmulatorConfig, Fault, Portal};
+use etl::connectors::bitrix24::emulator::{BackgroundEmulator, EmulatorConfig, Fault, Portal};
 use serde_json::json;
 
 use crate::harness::*;
@@ -58,20 +58,18 @@ fn full_export_reads_2500_rows_per_request_without_limit_refusals() {
     assert_eq!(emu.limit_refusals(), 0);
 }
 
-#[test]
-fn a_tie_of_200_records_on_one_date_modify_is_delivered_exactly_once_across_pages() {
+/// A portal of contacts with these (ID, DATE_MODIFY) pairs.
+fn contacts_modified(rows: impl IntoIterator<Item = (u64, String)>) -> Portal {
     let mut portal = Portal::new();
-    for i in 1..=330u64 {
-        let date = match i {
-            1..=60 => format!("2024-05-01T10:00:{:02}+03:00", i % 60),
-            61..=260 => "2024-05-02T12:00:00+03:00".to_string(),
-            _ => format!("2024-05-03T09:{:02}:00+03:00", i % 60),
-        };
-        // IDs interleave with dates, so ID order and DATE_MODIFY order differ.
-        let id = if i % 2 == 0 { i * 7 % 331 } else { i };
-        let _ = id;
-        portal.insert("contact", row(json!({"ID": i.to_string(), "NAME": format!("n{i}"), "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
+    for (id, date) in rows {
+        portal.insert("contact", row(json!({"ID": id.to_string(), "NAME": format!("n{id}"), "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
     }
+    portal
+}
+
+/// One incremental export of `portal` from 2024-01-01, which must finish; the pipeline is kept
+/// for further runs.
+fn export_incrementally(portal: Portal) -> (BackgroundEmulator, Scratch, std::path::PathBuf) {
     let emu = b24(portal);
     let s = Scratch::new();
     let p = export_pipeline(
@@ -86,6 +84,20 @@ fn a_tie_of_200_records_on_one_date_modify_is_delivered_exactly_once_across_page
         stdout(&out),
         stderr(&out)
     );
+    (emu, s, p)
+}
+
+#[test]
+fn a_tie_of_200_records_on_one_date_modify_is_delivered_exactly_once_across_pages() {
+    // IDs are a permutation of 1..=330 (331 is prime), so ID order and DATE_MODIFY order differ.
+    let (emu, s, p) = export_incrementally(contacts_modified((1..=330u64).map(|i| {
+        let date = match i {
+            1..=60 => format!("2024-05-01T10:00:{:02}+03:00", i % 60),
+            61..=260 => "2024-05-02T12:00:00+03:00".to_string(),
+            _ => format!("2024-05-03T09:{:02}:00+03:00", i % 60),
+        };
+        (i * 7 % 331, date)
+    })));
     let rows = read_jsonl(&s.path("out.jsonl"));
     let got: Vec<u64> = rows
         .iter()
@@ -134,29 +146,10 @@ fn a_tie_of_200_records_on_one_date_modify_is_delivered_exactly_once_across_page
 
 #[test]
 fn a_tie_of_thousands_is_read_in_few_requests() {
-    let mut portal = Portal::new();
-    for i in 1..=6000u64 {
-        let date = if i <= 5000 {
-            "2024-05-02T12:00:00+03:00"
-        } else {
-            "2024-05-03T12:00:00+03:00"
-        };
-        portal.insert("contact", row(json!({"ID": i.to_string(), "NAME": "n", "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
-    }
-    let emu = b24(portal);
-    let s = Scratch::new();
-    let p = export_pipeline(
-        &s,
-        "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\"}",
-    );
-    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let (emu, s, _) = export_incrementally(contacts_modified((1..=6000u64).map(|i| {
+        let day = if i <= 5000 { 2 } else { 3 };
+        (i, format!("2024-05-0{day}T12:00:00+03:00"))
+    })));
     assert_eq!(ids(&s), (1..=6000).collect::<Vec<u64>>());
     // One request reaches into the tie; then ~2,450 tied records per request.
     assert!(emu.http_requests() <= 6, "{} requests", emu.http_requests());
@@ -165,33 +158,17 @@ fn a_tie_of_thousands_is_read_in_few_requests() {
 /// Reads 10,000 records whose DATE_MODIFY seconds hold `least` to `least + spread` records
 /// each, IDs in no particular order; checks each came once and returns the HTTP requests made.
 fn read_seconds_of_ties(least: u64, spread: u64) -> u64 {
-    let mut portal = Portal::new();
-    let (mut second, mut left_in_second) = (0i64, 0u64);
     let t0 = chrono::DateTime::parse_from_rfc3339("2024-05-02T12:00:00+03:00").unwrap();
-    for n in 0..10_000u64 {
+    let (mut second, mut left_in_second) = (0i64, 0u64);
+    let (emu, s, _) = export_incrementally(contacts_modified((0..10_000u64).map(|n| {
         if left_in_second == 0 {
             second += 1;
             left_in_second = least + (second as u64 * 37) % (spread + 1);
         }
         left_in_second -= 1;
         let id = (n * 7_919) % 10_000 + 1; // a permutation of 1..=10,000
-        let date = (t0 + chrono::Duration::seconds(second)).to_rfc3339();
-        portal.insert("contact", row(json!({"ID": id.to_string(), "NAME": "n", "DATE_CREATE": "2024-01-01T00:00:00+03:00", "DATE_MODIFY": date})));
-    }
-    let emu = b24(portal);
-    let s = Scratch::new();
-    let p = export_pipeline(
-        &s,
-        "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\"}",
-    );
-    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+        (id, (t0 + chrono::Duration::seconds(second)).to_rfc3339())
+    })));
     let got = ids(&s);
     assert_eq!(got.len(), 10_000, "every record once");
     assert_eq!(
