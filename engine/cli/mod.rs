@@ -288,13 +288,13 @@ fn validate(paths: &[PathBuf]) -> u8 {
 /// A pipeline name, or the name inside a pipeline file.
 fn pipeline_name(arg: &str) -> String {
     let path = Path::new(arg);
-    if path.extension().is_some_and(|e| e == "yaml" || e == "yml") && path.exists() {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(node) = config::node::parse(&text, arg)
-            && let Some(name) = node.get("name").and_then(|n| n.as_str())
-        {
-            return name.to_string();
-        }
+    if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+        && path.exists()
+        && let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(node) = config::node::parse(&text, arg)
+        && let Some(name) = node.get("name").and_then(|n| n.as_str())
+    {
+        return name.to_string();
     }
     arg.to_string()
 }

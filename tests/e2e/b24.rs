@@ -255,7 +255,7 @@ fn updates_go_50_per_batch_and_command_errors_fail_only_their_record() {
     let mut targets: Vec<u64> = (1..=120).collect();
     targets.insert(10, 999_999); // no such contact
     let p = update_pipeline(&s, &targets);
-    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None)
+    let out = run(etl_run(&p, &s.state(), Some(&emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
     assert_eq!(
@@ -298,7 +298,7 @@ fn a_write_then_500_is_checked_not_applied_twice() {
         .on_method("crm.contact.update", Fault::WriteThenFail, 1);
     let s = Scratch::new();
     let p = update_pipeline(&s, &(1..=60).collect::<Vec<u64>>());
-    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None)
+    let out = run(etl_run(&p, &s.state(), Some(&emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
     assert_eq!(
@@ -428,7 +428,7 @@ fn operating_time_limit_parks_the_method_until_its_reset() {
     let s = Scratch::new();
     // Five updates in one batch: the portal runs two, refuses the rest until the window moves.
     let p = update_pipeline(&s, &[1, 2, 3, 4, 5]);
-    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None)
+    let out = run(etl_run(&p, &s.state(), Some(&emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
     assert_eq!(

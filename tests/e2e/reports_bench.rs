@@ -158,7 +158,7 @@ fn reports_benchmark() {
                 .filter_map(|l| l.as_str())
                 .find(|l| l.starts_with(prefix))
                 .and_then(|l| l.rsplit(" in ").next())
-                .and_then(|t| t.trim_end_matches(|c| c == 's' || c == ')').parse().ok())
+                .and_then(|t| t.trim_end_matches(['s', ')']).parse().ok())
                 .unwrap_or(0.0)
         };
         let workbook_mb: f64 = std::fs::read_dir(s.path("reports"))

@@ -461,7 +461,9 @@ fn deals_become_tickets_with_the_seed_rules() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert_eq!(
-        otm.ticket("103").expect(&stdout(&out)).ticket_type,
+        otm.ticket("103")
+            .unwrap_or_else(|| panic!("{}", stdout(&out)))
+            .ticket_type,
         "8 групповых занятий"
     );
     assert_eq!(status(&b24, "deal", 103), json!("Успешно"));

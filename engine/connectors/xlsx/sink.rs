@@ -584,7 +584,7 @@ mod tests {
         let long = "Очень длинное название отдела продаж";
         let first = sheet_name(long, &[]);
         assert_eq!(first.chars().count(), 31);
-        let second = sheet_name(long, &[first.clone()]);
+        let second = sheet_name(long, std::slice::from_ref(&first));
         assert!(
             second.ends_with(" (2)") && second.chars().count() == 31,
             "{second}"
