@@ -449,7 +449,7 @@ fn deals_become_tickets_with_the_seed_rules() {
     // Later, the manager removes the second product row of deal 103: the next run creates its
     // ticket.
     std::thread::sleep(Duration::from_millis(1100));
-    let one_row = json!([{"PRODUCT_ID": 60130, "PRODUCT_NAME": "8 групповых занятий", "PRICE": 8700, "PRICE_BRUTTO": 9000, "DISCOUNT_SUM": 300, "QUANTITY": 1}]);
+    let one_row = json!([product_row("8 групповых занятий")]);
     b24.act(
         "crm.deal.productrows.set",
         json!({"id": 103, "rows": one_row}),

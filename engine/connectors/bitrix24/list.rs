@@ -275,18 +275,8 @@ impl ListSource {
             .await
             .map_err(unavailable)?;
         for (k, _) in commands.iter().enumerate() {
-            let key = format!("p{k}");
-            if let Some((code, desc)) = result.errors.get(&key) {
-                if is_refusal(code) {
-                    break; // refused before running: continue from here once the method may run
-                }
-                return Err(Fatal::unavailable(
-                    "Bitrix24",
-                    format!("{} refused the query: {desc} ({code})", self.cfg.method),
-                ));
-            }
-            let Some(page) = result.results.get(&key) else {
-                break;
+            let Some(page) = self.page(&result, &format!("p{k}"))? else {
+                break; // continue from here once the method may run
             };
             let rows: Vec<Json> = self.rows(page).into_iter().cloned().collect();
             for row in &rows {
@@ -333,9 +323,10 @@ impl ListSource {
                     (format!("={field}"), date.clone()),
                     (format!(">{id}"), from),
                 ];
-                ties.push(format!("t{k}_{j}"));
+                let key = format!("t{k}_{j}");
                 let params = self.params(&filter, Some(by_id.clone()), -1);
-                commands.push((format!("t{k}_{j}"), self.cfg.method.clone(), params));
+                commands.push((key.clone(), self.cfg.method.clone(), params));
+                ties.push(key);
             }
             let later = format!("l{k}");
             let filter = [(format!(">{field}"), date.clone())];
@@ -408,19 +399,23 @@ impl ListSource {
         Ok(())
     }
 
+    /// The result of one command of a chained batch; `None` when the portal did not run it
+    /// (refused before running, e.g. over its operating time): continue from there later.
+    fn page<'r>(&self, result: &'r BatchResult, key: &str) -> Result<Option<&'r Json>, Fatal> {
+        match result.errors.get(key) {
+            Some((code, _)) if is_refusal(code) => Ok(None),
+            Some((code, desc)) => Err(Fatal::unavailable(
+                "Bitrix24",
+                format!("{} refused the query: {desc} ({code})", self.cfg.method),
+            )),
+            None => Ok(result.results.get(key)),
+        }
+    }
+
     /// Deliver the rows of one incremental page and move the position past them. `None` when
     /// the portal did not run the command (refused for now): continue from here next request.
     fn take_page(&mut self, result: &BatchResult, key: &str) -> Result<Option<usize>, Fatal> {
-        if let Some((code, desc)) = result.errors.get(key) {
-            if is_refusal(code) {
-                return Ok(None);
-            }
-            return Err(Fatal::unavailable(
-                "Bitrix24",
-                format!("{} refused the query: {desc} ({code})", self.cfg.method),
-            ));
-        }
-        let Some(page) = result.results.get(key) else {
+        let Some(page) = self.page(result, key)? else {
             return Ok(None);
         };
         let field = self

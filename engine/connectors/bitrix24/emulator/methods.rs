@@ -454,7 +454,6 @@ fn department_get(portal: &Portal, params: &Map<String, Value>) -> Result<Reply,
     Ok(list_reply(t, page, None))
 }
 
-/// Stamp a write: DATE_MODIFY/LAST_UPDATED = now (portal offset, seconds), MODIFY_BY_ID/EDITOR_ID.
 /// A deal's amount follows its product rows unless it was entered by hand.
 fn recompute_opportunity(portal: &mut Portal, deal_id: u64) {
     let number = |v: Option<&Value>| match v {
@@ -478,6 +477,7 @@ fn recompute_opportunity(portal: &mut Portal, deal_id: u64) {
     }
 }
 
+/// Stamp a write: DATE_MODIFY/LAST_UPDATED = now (portal offset, seconds), MODIFY_BY_ID/EDITOR_ID.
 fn touch(portal: &mut Portal, entity: &str, id: u64, env: &Env) {
     let now = format_ts(env.now, portal.offset_secs);
     let t = portal.table_mut(entity);
