@@ -11,4 +11,5 @@ pub mod expr;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
+pub mod syntax;
 pub mod table;

@@ -291,7 +291,7 @@ fn pipeline_name(arg: &str) -> String {
     if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
         && path.exists()
         && let Ok(text) = std::fs::read_to_string(path)
-        && let Ok(node) = config::node::parse(&text, arg)
+        && let Ok(node) = crate::syntax::node::parse(&text, arg)
         && let Some(name) = node.get("name").and_then(|n| n.as_str())
     {
         return name.to_string();

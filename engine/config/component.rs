@@ -13,11 +13,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use super::de::{capture_node, from_node};
-use super::diag::{Diagnostic, unknown_message};
 use super::load;
-use super::node::{Kind, Node};
 use crate::runtime::{Sink, Source, Step};
+use crate::syntax::de::{capture_node, from_node};
+use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::node::{Kind, Node};
 
 /// Everything a config needs to build its component.
 #[derive(Clone)]

@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::component::{self, BuildCtx, Registry};
-use super::de::{RawNode, from_node};
-use super::diag::Diagnostic;
-use super::node::{self, Kind, Node, Pos, Span};
 use crate::expr;
 use crate::runtime::{Sink, Source, Step};
 use crate::secrets;
+use crate::syntax::de::{RawNode, from_node};
+use crate::syntax::diag::Diagnostic;
+use crate::syntax::node::{self, Kind, Node, Pos, Span};
 
 /// A pipeline: where records come from, what happens to each, where they go.
 #[derive(Deserialize, JsonSchema)]

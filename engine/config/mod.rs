@@ -1,13 +1,9 @@
-//! The pipeline model: YAML with positions, config types that double as the JSON Schema, loading
-//! with `${env:...}` references, and diagnostics that name `file:line:column`.
+//! The loader and the registry: config types that double as the JSON Schema, loading with
+//! `${env:...}` references and `--set` overrides into a runtime plan.
 
 pub mod component;
-pub mod de;
-pub mod diag;
 pub mod load;
-pub mod node;
 pub mod schema;
 
 pub use component::{BuildCtx, ConnectionRef, Registry};
-pub use diag::Diagnostic;
 pub use load::{LoadErrors, LoadOptions, Pipeline, load};

@@ -8,11 +8,11 @@ use jsonpath_rust::query::js_path_process;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use crate::config::de::capture_node;
-use crate::config::diag::Diagnostic;
 use crate::config::load;
-use crate::config::node::Node;
 use crate::expr::json_object::member;
+use crate::syntax::de::capture_node;
+use crate::syntax::diag::Diagnostic;
+use crate::syntax::node::Node;
 
 #[derive(Clone)]
 pub struct JsonPath {

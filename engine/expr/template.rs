@@ -17,10 +17,10 @@ use serde_json::Value as Json;
 use super::json_object::to_json;
 use super::native::{self, Fail, truthy};
 use super::{Scope, filters};
-use crate::config::de::capture_node;
-use crate::config::diag::{Diagnostic, unknown_message};
 use crate::config::load;
-use crate::config::node::{Kind, Node};
+use crate::syntax::de::capture_node;
+use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::node::{Kind, Node};
 
 const BUILTIN_FILTERS: &[&str] = &[
     "abs",
@@ -303,7 +303,7 @@ fn unknown_filters(source: &str) -> Vec<CompileError> {
                 all.extend_from_slice(filters::CUSTOM);
                 let (line, col) = line_col(source, span.start_offset as usize);
                 let suggestion = unknown_message("filter", name, &[]);
-                let message = match crate::config::diag::did_you_mean(name, all) {
+                let message = match crate::syntax::diag::did_you_mean(name, all) {
                     Some(s) => format!("unknown filter `{name}` (did you mean `{s}`?)"),
                     None => suggestion,
                 };
@@ -348,7 +348,7 @@ fn unknown_variables(
         {
             let (line, col) = locate(&var);
             let known: Vec<&str> = steps.iter().map(String::as_str).collect();
-            let message = match crate::config::diag::did_you_mean(step, known.iter().copied()) {
+            let message = match crate::syntax::diag::did_you_mean(step, known.iter().copied()) {
                 Some(s) => format!("unknown step reference `{step}` (did you mean `{s}`?)"),
                 None => format!(
                     "unknown step reference `{step}`: no step with this id comes before this point"

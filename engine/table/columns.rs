@@ -16,8 +16,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
 use super::expr::datetime_type;
-use crate::config::de::{capture_node, from_node};
 use crate::config::load;
+use crate::syntax::de::{capture_node, from_node};
 
 /// The type of an input column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]

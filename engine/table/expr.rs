@@ -19,10 +19,10 @@ use polars::prelude::*;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use crate::config::de::capture_node;
-use crate::config::diag::{Diagnostic, did_you_mean};
 use crate::config::load;
-use crate::config::node::Node;
+use crate::syntax::de::capture_node;
+use crate::syntax::diag::{Diagnostic, did_you_mean};
+use crate::syntax::node::Node;
 
 pub const DAY_MS: i64 = 86_400_000;
 

@@ -18,11 +18,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::config::de::RawNode;
-use crate::config::diag::{Diagnostic, unknown_message};
-use crate::config::node::Node;
 use crate::config::{BuildCtx, Registry, component, component::SourceConfig, load};
 use crate::runtime::{Fatal, Record, RunCtx, Source};
+use crate::syntax::de::RawNode;
+use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::node::Node;
 use columns::{ColumnSpec, FrameBuilder};
 use expr::Env;
 use ops::OpNode;
@@ -107,7 +107,7 @@ pub struct NameRef {
 
 impl<'de> Deserialize<'de> for NameRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let node = crate::config::de::capture_node(d)?;
+        let node = crate::syntax::de::capture_node(d)?;
         Ok(NameRef {
             name: node.key_text(),
             node,

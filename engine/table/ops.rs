@@ -9,10 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use super::expr::{ColumnExpr, Env};
-use crate::config::de::{capture_node, from_node};
-use crate::config::diag::{Diagnostic, unknown_message};
 use crate::config::load;
-use crate::config::node::{Kind, Node};
+use crate::syntax::de::{capture_node, from_node};
+use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::node::{Kind, Node};
 
 /// One name or a list of names.
 #[derive(Clone, Debug, Default)]

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::config::component::{self, SourceConfig};
-use crate::config::de::RawNode;
 use crate::config::{BuildCtx, load};
 use crate::expr::filters::normalize_phone;
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Record, RunCtx, Source};
+use crate::syntax::de::RawNode;
 
 /// Phones with the sum of their CRM orders' payments and the services bought, one record per
 /// phone (`phone`, `amount`, `services`, `orders`, `first_order_at`, `last_order_at`,

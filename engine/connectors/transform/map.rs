@@ -8,12 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
-use crate::config::de::{capture_node, from_node};
 use crate::config::load;
-use crate::config::node::Kind;
 use crate::config::{BuildCtx, component::StepConfig};
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Item, RunCtx, Step};
+use crate::syntax::de::{capture_node, from_node};
+use crate::syntax::node::Kind;
 
 /// Build the record from templates and JSON paths. The result replaces `record`
 /// (and is `steps.<id>` when the step has an `id`).
@@ -81,7 +81,7 @@ impl<'de> Deserialize<'de> for FieldSpec {
                     serde::de::Error::custom("invalid field")
                 })?;
                 if obj.value.is_some() == obj.path.is_some() {
-                    load::report(crate::config::Diagnostic::at(
+                    load::report(crate::syntax::Diagnostic::at(
                         &node,
                         "a field has exactly one of `value` or `path`",
                     ));

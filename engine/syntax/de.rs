@@ -350,7 +350,7 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::node::{Pos, parse};
+    use crate::syntax::node::{Pos, parse};
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
