@@ -12,6 +12,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, LoadOptions};
+use crate::connectors;
 use crate::runtime::executor::{self, RunOptions};
 use crate::state::{self, Store};
 
@@ -143,7 +144,10 @@ pub fn main() -> i32 {
         }
         Command::Validate { paths } => validate(&paths),
         Command::Schema => {
-            print!("{}", config::schema::pipeline_schema());
+            print!(
+                "{}",
+                config::schema::pipeline_schema(connectors::registry())
+            );
             EXIT_OK
         }
         Command::State { action, state } => state_command(action, state),
@@ -206,7 +210,7 @@ async fn run(args: RunArgs) -> u8 {
     let mut _sandbox_guards = Vec::new();
     let mut sandbox_state = None;
     if args.sandbox {
-        for (name, start) in &crate::connectors::registry().sandboxes {
+        for (name, start) in &connectors::registry().sandboxes {
             match start().await {
                 Ok((vars, guard)) => {
                     env.extend(vars);
@@ -226,7 +230,7 @@ async fn run(args: RunArgs) -> u8 {
         }
     }
     let opts = LoadOptions { sets, env };
-    let pipeline = match config::load(&args.pipeline, &opts) {
+    let pipeline = match config::load(&args.pipeline, connectors::registry(), &opts) {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{}", errors.render());
@@ -268,7 +272,7 @@ fn validate(paths: &[PathBuf]) -> u8 {
     let clock = Instant::now();
     let mut problems = 0;
     for path in paths {
-        match config::load(path, &LoadOptions::default()) {
+        match config::load(path, connectors::registry(), &LoadOptions::default()) {
             Ok(_) => println!("{}: ok", path.display()),
             Err(errors) => {
                 problems += errors.diagnostics.len();

@@ -20,6 +20,7 @@ use axum::routing::get;
 use serde_json::{Value as Json, json};
 
 use crate::config::{self, LoadOptions};
+use crate::connectors;
 use crate::runtime::executor::{self, RunOptions};
 use crate::state::Store;
 
@@ -124,6 +125,7 @@ async fn run_pipeline(
         runtime.block_on(async move {
             let pipeline = match config::load(
                 &file,
+                connectors::registry(),
                 &LoadOptions {
                     sets,
                     env: Default::default(),

@@ -3,9 +3,11 @@
 //! A connector registers its components in one function; nothing else in the engine changes.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -13,35 +15,78 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use super::load;
 use crate::runtime::{Sink, Source, Step};
 use crate::syntax::de::{capture_node, from_node};
 use crate::syntax::diag::{Diagnostic, unknown_message};
 use crate::syntax::node::{Kind, Node};
 
-/// Everything a config needs to build its component.
+/// The connections of a pipeline as the loader built them.
+#[derive(Default)]
+pub struct Connections {
+    /// Connections that built, by name, with their `type:`.
+    pub built: BTreeMap<String, (String, Arc<dyn Any + Send + Sync>)>,
+    /// Every name under `connections:`, including those that failed to build (already reported).
+    pub declared: Vec<String>,
+}
+
+/// Everything a config needs to build its component: the pipeline around it, its connections,
+/// and the registry, for components that contain other components (a table's inputs).
 #[derive(Clone)]
 pub struct BuildCtx<'a> {
     pub pipeline: &'a str,
     /// The component's `id:`, if it has one.
     pub id: Option<String>,
     pub settings: &'a Json,
-    pub connections: &'a BTreeMap<String, (String, Arc<dyn Any + Send + Sync>)>,
+    connections: &'a Connections,
+    registry: &'a Registry,
+    /// A build error located more precisely than the component (a connection reference); the
+    /// component's builder takes it instead of pointing at the whole component.
+    blame: Rc<RefCell<Option<Diagnostic>>>,
 }
 
-impl BuildCtx<'_> {
-    /// The connection `name` as type `T` (its kind was checked when the reference was read).
+impl<'a> BuildCtx<'a> {
+    pub fn new(
+        pipeline: &'a str,
+        settings: &'a Json,
+        connections: &'a Connections,
+        registry: &'a Registry,
+    ) -> BuildCtx<'a> {
+        BuildCtx {
+            pipeline,
+            id: None,
+            settings,
+            connections,
+            registry,
+            blame: Rc::default(),
+        }
+    }
+
+    /// The connection `name` as type `T`. A name not under `connections:` is reported where the
+    /// reference is written.
     pub fn connection<T: Any + Send + Sync>(&self, name: &ConnectionRef) -> Result<Arc<T>, String> {
+        let declared = &self.connections.declared;
+        if !declared.contains(&name.name) {
+            let names: Vec<&str> = declared.iter().map(String::as_str).collect();
+            let message = unknown_message("connection", &name.name, &names);
+            *self.blame.borrow_mut() = Some(Diagnostic::at(&name.node, message.clone()));
+            return Err(message);
+        }
         let (kind, conn) = self
             .connections
-            .get(&name.0)
-            .ok_or_else(|| format!("unknown connection `{}`", name.0))?;
+            .built
+            .get(&name.name)
+            .ok_or_else(|| format!("unknown connection `{}`", name.name))?;
         conn.clone().downcast::<T>().map_err(|_| {
             format!(
                 "connection `{}` is a `{kind}` connection, which this component cannot use",
-                name.0
+                name.name
             )
         })
+    }
+
+    /// Build a source nested in this component (e.g. a table's input), dispatching on its `type:`.
+    pub fn build_source(&self, node: &Node) -> Result<Box<dyn Source>, Diagnostic> {
+        build(&self.registry.sources, "source", node, self)
     }
 }
 
@@ -92,7 +137,12 @@ fn entry<C: DeserializeOwned + JsonSchema, T: 'static>(
         build: Box::new(move |node, ctx| {
             let body = without_type(node);
             let config: C = from_node(&body)?;
-            build(config, ctx).map_err(|m| Diagnostic::at(node, m))
+            build(config, ctx).map_err(|message| {
+                let blamed = ctx.blame.borrow_mut().take();
+                blamed
+                    .filter(|d| d.message == message)
+                    .unwrap_or_else(|| Diagnostic::at(node, message))
+            })
         }),
         schema: |g| C::json_schema(g),
     }
@@ -148,6 +198,7 @@ pub fn build<T>(
     };
     let ctx = BuildCtx {
         id: node.get("id").map(Node::key_text),
+        blame: Rc::default(),
         ..ctx.clone()
     };
     (entry.build)(node, &ctx)
@@ -197,9 +248,13 @@ pub fn one_of<T>(entries: &[Entry<T>], g: &mut SchemaGenerator) -> Schema {
     Schema::try_from(schema).expect("schema object")
 }
 
-/// A reference to a named connection; checked against `connections:` when the pipeline loads.
+/// A reference to a named connection, with where it is written; checked against
+/// `connections:` when the component is built ([`BuildCtx::connection`]).
 #[derive(Clone, Debug)]
-pub struct ConnectionRef(pub String);
+pub struct ConnectionRef {
+    pub name: String,
+    node: Node,
+}
 
 impl<'de> Deserialize<'de> for ConnectionRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -208,16 +263,7 @@ impl<'de> Deserialize<'de> for ConnectionRef {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| node.key_text());
-        let known = load::connection_names();
-        if !known.iter().any(|k| k == &name) {
-            let names: Vec<&str> = known.iter().map(String::as_str).collect();
-            return Err(serde::de::Error::custom(unknown_message(
-                "connection",
-                &name,
-                &names,
-            )));
-        }
-        Ok(ConnectionRef(name))
+        Ok(ConnectionRef { name, node })
     }
 }
 

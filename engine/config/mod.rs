@@ -3,7 +3,8 @@
 
 pub mod component;
 pub mod load;
+pub mod overrides;
 pub mod schema;
 
 pub use component::{BuildCtx, ConnectionRef, Registry};
-pub use load::{LoadErrors, LoadOptions, Pipeline, load};
+pub use load::{LoadErrors, LoadOptions, load};

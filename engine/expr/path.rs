@@ -8,11 +8,11 @@ use jsonpath_rust::query::js_path_process;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use crate::config::load;
 use crate::expr::json_object::member;
 use crate::syntax::de::capture_node;
 use crate::syntax::diag::Diagnostic;
 use crate::syntax::node::Node;
+use crate::syntax::session;
 
 #[derive(Clone)]
 pub struct JsonPath {
@@ -182,7 +182,7 @@ pub fn from_node(node: &Node) -> JsonPath {
         Ok(p) => p,
         Err((col, message)) => {
             let pos = node.pos_in_scalar(0, col);
-            load::report(Diagnostic::at_pos(&node.file, pos, 1, message));
+            session::report(Diagnostic::at_pos(&node.file, pos, 1, message));
             JsonPath::compile("$").expect("root path")
         }
     }

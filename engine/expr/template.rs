@@ -17,10 +17,10 @@ use serde_json::Value as Json;
 use super::json_object::to_json;
 use super::native::{self, Fail, truthy};
 use super::{Scope, filters};
-use crate::config::load;
 use crate::syntax::de::capture_node;
-use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::diag::{Diagnostic, did_you_mean, unknown_message};
 use crate::syntax::node::{Kind, Node};
+use crate::syntax::session;
 
 const BUILTIN_FILTERS: &[&str] = &[
     "abs",
@@ -303,7 +303,7 @@ fn unknown_filters(source: &str) -> Vec<CompileError> {
                 all.extend_from_slice(filters::CUSTOM);
                 let (line, col) = line_col(source, span.start_offset as usize);
                 let suggestion = unknown_message("filter", name, &[]);
-                let message = match crate::syntax::diag::did_you_mean(name, all) {
+                let message = match did_you_mean(name, all) {
                     Some(s) => format!("unknown filter `{name}` (did you mean `{s}`?)"),
                     None => suggestion,
                 };
@@ -348,7 +348,7 @@ fn unknown_variables(
         {
             let (line, col) = locate(&var);
             let known: Vec<&str> = steps.iter().map(String::as_str).collect();
-            let message = match crate::syntax::diag::did_you_mean(step, known.iter().copied()) {
+            let message = match did_you_mean(step, known.iter().copied()) {
                 Some(s) => format!("unknown step reference `{step}` (did you mean `{s}`?)"),
                 None => format!(
                     "unknown step reference `{step}`: no step with this id comes before this point"
@@ -379,17 +379,29 @@ pub fn from_node(node: &Node) -> Template {
         Kind::Str(s) => s.clone(),
         _ => return Template::literal(node.to_json()),
     };
-    let (roots, steps) = load::template_scope();
+    let (roots, steps) = current_scope();
     let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
     match Template::compile(&source, &roots, &steps) {
         Ok(t) => t,
         Err(errors) => {
             for e in errors {
                 let pos = node.pos_in_scalar(e.line, e.col);
-                load::report(Diagnostic::at_pos(&node.file, pos, e.len, e.message));
+                session::report(Diagnostic::at_pos(&node.file, pos, e.len, e.message));
             }
             Template::literal(Json::String(source))
         }
+    }
+}
+
+/// Variables and step ids a template at the current place of the load may use; outside a load,
+/// everything a hook may use.
+pub fn current_scope() -> (Vec<String>, Vec<String>) {
+    match session::scope() {
+        Some(scope) => (scope.roots, scope.steps),
+        None => (
+            super::HOOK_ROOTS.iter().map(|s| s.to_string()).collect(),
+            Vec::new(),
+        ),
     }
 }
 

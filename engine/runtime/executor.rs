@@ -13,9 +13,9 @@ use minijinja::value::Value;
 use serde_json::json;
 
 use super::journal::{Counts, Journal};
+use super::plan::{Labeled, Pipeline};
 use super::progress::Progress;
 use super::{Fatal, Item, Outcome, RunCtx, Write};
-use crate::config::load::{Labeled, Pipeline};
 use crate::secrets::redact;
 use crate::state::{self, Store};
 

@@ -5,6 +5,7 @@
 
 pub mod executor;
 pub mod journal;
+pub mod plan;
 pub mod progress;
 
 use std::sync::{Arc, LazyLock};
@@ -15,6 +16,8 @@ use serde_json::{Map, Value as Json};
 
 use crate::expr::{self, Scope};
 use crate::state::Store;
+
+pub use plan::{Labeled, Pipeline};
 
 /// One record on its way through the pipeline.
 #[derive(Clone, Debug)]

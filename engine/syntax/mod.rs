@@ -6,5 +6,6 @@
 pub mod de;
 pub mod diag;
 pub mod node;
+pub mod session;
 
 pub use diag::Diagnostic;

@@ -16,8 +16,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
 use super::expr::datetime_type;
-use crate::config::load;
 use crate::syntax::de::{capture_node, from_node};
+use crate::syntax::session;
 
 /// The type of an input column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -90,7 +90,7 @@ impl<'de> Deserialize<'de> for ColumnSpec {
             from_node::<ColumnType>(&node).map(ColumnSpec::Type)
         };
         result.map_err(|diag| {
-            load::report(diag);
+            session::report(diag);
             serde::de::Error::custom("invalid column")
         })
     }

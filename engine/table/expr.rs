@@ -19,10 +19,10 @@ use polars::prelude::*;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use crate::config::load;
 use crate::syntax::de::capture_node;
 use crate::syntax::diag::{Diagnostic, did_you_mean};
 use crate::syntax::node::Node;
+use crate::syntax::session;
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -856,7 +856,7 @@ impl<'de> Deserialize<'de> for ColumnExpr {
                     ast: Ast::Invalid,
                     node: node.clone(),
                 };
-                load::report(placeholder.diagnostic(&e));
+                session::report(placeholder.diagnostic(&e));
                 Ast::Invalid
             }
         };

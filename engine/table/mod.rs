@@ -18,11 +18,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::config::{BuildCtx, Registry, component, component::SourceConfig, load};
+use crate::config::schema::AnySource;
+use crate::config::{BuildCtx, Registry, component::SourceConfig};
 use crate::runtime::{Fatal, Record, RunCtx, Source};
 use crate::syntax::de::RawNode;
 use crate::syntax::diag::{Diagnostic, unknown_message};
 use crate::syntax::node::Node;
+use crate::syntax::session;
 use columns::{ColumnSpec, FrameBuilder};
 use expr::Env;
 use ops::OpNode;
@@ -73,17 +75,6 @@ fn columns_example() -> Json {
 }
 
 /// Any registered source (a `$ref`, so that a table input can itself be any source).
-struct AnySource;
-
-impl JsonSchema for AnySource {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Source".into()
-    }
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        component::one_of(&crate::connectors::registry().sources, g)
-    }
-}
-
 fn any_source(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
     g.subschema_for::<AnySource>()
 }
@@ -149,11 +140,10 @@ const BATCH: usize = 1000;
 
 impl SourceConfig for TableSourceConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Box<dyn Source>, String> {
-        let registry = crate::connectors::registry();
         let mut inputs = Vec::new();
         let mut problems = Vec::new();
         for (name, input) in self.inputs {
-            match component::build(&registry.sources, "source", &input.source.0, ctx) {
+            match ctx.build_source(&input.source.0) {
                 Ok(source) => inputs.push(Input {
                     name,
                     source,
@@ -210,7 +200,7 @@ impl SourceConfig for TableSourceConfig {
         }
         // Problems go to the load's diagnostics (with their own positions), which fail the load.
         for d in problems.into_iter().filter(|d| !d.message.is_empty()) {
-            load::report(d);
+            session::report(d);
         }
         Ok(Box::new(TableSource {
             inputs,

@@ -9,10 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use super::expr::{ColumnExpr, Env};
-use crate::config::load;
 use crate::syntax::de::{capture_node, from_node};
 use crate::syntax::diag::{Diagnostic, unknown_message};
 use crate::syntax::node::{Kind, Node};
+use crate::syntax::session;
 
 /// One name or a list of names.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +50,7 @@ impl<'de> Deserialize<'de> for Columns {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let node = capture_node(d)?;
         columns_of(&node).map(Columns).map_err(|diag| {
-            load::report(diag);
+            session::report(diag);
             serde::de::Error::custom("invalid columns")
         })
     }
@@ -291,7 +291,7 @@ impl<'de> Deserialize<'de> for OpNode {
         match from_node::<Op>(&node) {
             Ok(op) => Ok(OpNode { op, node }),
             Err(diag) => {
-                load::report(diag);
+                session::report(diag);
                 Err(serde::de::Error::custom("invalid table operation"))
             }
         }

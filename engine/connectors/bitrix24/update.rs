@@ -44,7 +44,7 @@ fn fields_example() -> Json {
 impl SinkConfig for UpdateConfig {
     fn build(self, ctx: &BuildCtx) -> Result<Arc<dyn Sink>, String> {
         let client = ctx.connection::<Client>(&self.connection)?;
-        let (roots, steps) = crate::config::load::template_scope();
+        let (roots, steps) = crate::expr::template::current_scope();
         let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
         let mut fields = Vec::new();
         for (name, value) in self.fields {

@@ -16,12 +16,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use crate::config::component::{self, SourceConfig};
-use crate::config::{BuildCtx, load};
+use crate::config::BuildCtx;
+use crate::config::component::SourceConfig;
 use crate::expr::filters::normalize_phone;
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Record, RunCtx, Source};
 use crate::syntax::de::RawNode;
+use crate::syntax::session;
 
 /// Phones with the sum of their CRM orders' payments and the services bought, one record per
 /// phone (`phone`, `amount`, `services`, `orders`, `first_order_at`, `last_order_at`,
@@ -141,12 +142,11 @@ impl SourceConfig for PhoneStoreConfig {
         let orders = match &self.orders {
             None => None,
             Some(RawNode(node)) => {
-                match component::build(&crate::connectors::registry().sources, "source", node, ctx)
-                {
+                match ctx.build_source(node) {
                     Ok(source) => Some(source),
                     Err(d) => {
                         // Reported where it is; the load fails with it.
-                        load::report(d);
+                        session::report(d);
                         None
                     }
                 }

@@ -23,12 +23,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value as Json, json};
 
-use crate::config::load;
 use crate::config::{BuildCtx, component::SinkConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
 use crate::syntax::de::capture_node;
 use crate::syntax::diag::Diagnostic;
+use crate::syntax::session;
 use crate::table::ops::Names;
 
 /// A stalled server must not hold the run forever (lettre's own timeout covers single reads).
@@ -96,7 +96,7 @@ impl<'de> Deserialize<'de> for MailTemplate {
             Ok(t) => Ok(MailTemplate(t)),
             Err(errors) => {
                 for e in errors {
-                    load::report(Diagnostic::at_pos(
+                    session::report(Diagnostic::at_pos(
                         &node.file,
                         node.pos_in_scalar(e.line, e.col),
                         e.len,

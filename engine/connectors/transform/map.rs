@@ -8,12 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
-use crate::config::load;
 use crate::config::{BuildCtx, component::StepConfig};
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Item, RunCtx, Step};
 use crate::syntax::de::{capture_node, from_node};
 use crate::syntax::node::Kind;
+use crate::syntax::session;
 
 /// Build the record from templates and JSON paths. The result replaces `record`
 /// (and is `steps.<id>` when the step has an `id`).
@@ -77,11 +77,11 @@ impl<'de> Deserialize<'de> for FieldSpec {
         match node.kind {
             Kind::Map(_) => {
                 let obj: FieldObject = from_node(&node).map_err(|diag| {
-                    load::report(diag);
+                    session::report(diag);
                     serde::de::Error::custom("invalid field")
                 })?;
                 if obj.value.is_some() == obj.path.is_some() {
-                    load::report(crate::syntax::Diagnostic::at(
+                    session::report(crate::syntax::Diagnostic::at(
                         &node,
                         "a field has exactly one of `value` or `path`",
                     ));
