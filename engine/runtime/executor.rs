@@ -42,25 +42,8 @@ pub async fn run(
     store: Option<Arc<Store>>,
     opts: &RunOptions,
 ) -> Result<RunReport, String> {
-    let started_at = chrono::Local::now().fixed_offset();
-    let settings_value = crate::expr::json_value(&pipeline.settings);
-    let run_value = minijinja::value::Value::from(minijinja::value::Serde(json!({
-        "name": pipeline.name,
-        "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-        "today": started_at.format("%Y-%m-%d").to_string(),
-        "dry_run": opts.dry_run,
-    })));
-    let ctx = RunCtx {
-        pipeline: pipeline.name.clone(),
-        settings: pipeline.settings.clone(),
-        settings_value,
-        run_value,
-        started_at,
-        dry_run: opts.dry_run,
-        state: store.clone(),
-        report: Default::default(),
-        shared: Default::default(),
-    };
+    let ctx = run_context(&pipeline, store.clone(), opts.dry_run);
+    let started_at = ctx.started_at;
     let header = json!({
         "pipeline": pipeline.name,
         "file": pipeline.file,
@@ -108,36 +91,21 @@ pub async fn run(
         "log": report.log,
     });
     journal.finish(&summary)?;
-    let mut rendered_value = None;
-    if let Some(template) = &pipeline.journal {
-        let value = render_journal(template, &ctx, &summary)?;
-        let rendered = redact(&serde_json::to_string_pretty(&value).unwrap_or_default());
-        rendered_value = serde_json::from_str(&rendered).ok();
-        match (&opts.journal, to_stdout) {
-            (_, true) => println!("{rendered}"),
-            (Some(path), false) => std::fs::write(path, format!("{rendered}\n"))
-                .map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
-            (None, false) => {}
-        }
+    let rendered_value = match &pipeline.journal {
+        Some(template) => Some(write_rendered_journal(
+            template, &ctx, &summary, opts, to_stdout,
+        )?),
+        None => None,
     }
+    .flatten();
     if let (Some(s), Some(id)) = (&store, run_id) {
         s.run_finished(id, summary["status"].as_str().unwrap_or_default(), &summary)?;
     }
-    let headline = format!(
-        "{}: {} in {:.1}s: {} records: {}{}",
-        pipeline.name,
-        if aborted.is_some() {
-            "ABORTED"
-        } else {
-            "finished"
-        },
-        clock.elapsed().as_secs_f64(),
-        journal.counts.total(),
-        journal.counts,
-        aborted
-            .as_ref()
-            .map(|f| format!("\n  error: {}", redact(&f.to_string())))
-            .unwrap_or_default()
+    let headline = headline(
+        &pipeline.name,
+        aborted.as_ref(),
+        clock.elapsed(),
+        &journal.counts,
     );
     if to_stdout {
         journal.print(&mut std::io::stderr().lock(), &headline);
@@ -151,6 +119,73 @@ pub async fn run(
         summary,
         journal: rendered_value,
     })
+}
+
+/// The context every component sees during the run: settings, `run.*`, the state store.
+fn run_context(pipeline: &Pipeline, store: Option<Arc<Store>>, dry_run: bool) -> RunCtx {
+    let started_at = chrono::Local::now().fixed_offset();
+    let settings_value = crate::expr::json_value(&pipeline.settings);
+    let run_value = minijinja::value::Value::from(minijinja::value::Serde(json!({
+        "name": pipeline.name,
+        "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        "today": started_at.format("%Y-%m-%d").to_string(),
+        "dry_run": dry_run,
+    })));
+    RunCtx {
+        pipeline: pipeline.name.clone(),
+        settings: pipeline.settings.clone(),
+        settings_value,
+        run_value,
+        started_at,
+        dry_run,
+        state: store,
+        report: Default::default(),
+        shared: Default::default(),
+    }
+}
+
+/// The pipeline's `journal:` template rendered over the summary, written where `--journal`
+/// says (`-`: standard output); returns the rendered value (what `etl serve` answers).
+fn write_rendered_journal(
+    template: &crate::expr::Template,
+    ctx: &RunCtx,
+    summary: &serde_json::Value,
+    opts: &RunOptions,
+    to_stdout: bool,
+) -> Result<Option<serde_json::Value>, String> {
+    let value = render_journal(template, ctx, summary)?;
+    let rendered = redact(&serde_json::to_string_pretty(&value).unwrap_or_default());
+    match (&opts.journal, to_stdout) {
+        (_, true) => println!("{rendered}"),
+        (Some(path), false) => std::fs::write(path, format!("{rendered}\n"))
+            .map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
+        (None, false) => {}
+    }
+    Ok(serde_json::from_str(&rendered).ok())
+}
+
+/// `name: finished in 1.2s: 10 records: ...`, with the error of an aborted run.
+fn headline(
+    name: &str,
+    aborted: Option<&Fatal>,
+    elapsed: std::time::Duration,
+    counts: &Counts,
+) -> String {
+    format!(
+        "{}: {} in {:.1}s: {} records: {}{}",
+        name,
+        if aborted.is_some() {
+            "ABORTED"
+        } else {
+            "finished"
+        },
+        elapsed.as_secs_f64(),
+        counts.total(),
+        counts,
+        aborted
+            .map(|f| format!("\n  error: {}", redact(&f.to_string())))
+            .unwrap_or_default()
+    )
 }
 
 /// How long a source may take to close (end a session) once the run is over.
