@@ -302,3 +302,98 @@ fn label_of(node: &Node, what: &str, index: usize) -> String {
         None => format!("{what}[{index}] ({kind})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::ConnectionRef;
+    use crate::config::component::{ConnectionConfig, SourceConfig};
+    use crate::runtime::{Fatal, Record, RunCtx, Source};
+
+    /// A registry of its own: loading needs no global list of components.
+    #[derive(Deserialize, JsonSchema)]
+    struct Conn {}
+    impl ConnectionConfig for Conn {
+        fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
+            Ok(Arc::new(()))
+        }
+    }
+
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Reader {
+        connection: ConnectionRef,
+        #[serde(default)]
+        inner: Option<RawNode>,
+    }
+    impl SourceConfig for Reader {
+        fn build(self, ctx: &BuildCtx) -> Result<Box<dyn Source>, String> {
+            ctx.connection::<()>(&self.connection)?;
+            if let Some(RawNode(node)) = &self.inner
+                && let Err(d) = ctx.build_source(node)
+            {
+                // Reported where it is, like a table's inputs; the load fails with it.
+                crate::syntax::session::report(d);
+            }
+            Ok(Box::new(Empty))
+        }
+    }
+
+    struct Empty;
+    #[async_trait]
+    impl Source for Empty {
+        async fn open(&mut self, _: &RunCtx, _: Option<Json>) -> Result<(), Fatal> {
+            Ok(())
+        }
+        async fn next_batch(&mut self, _: &RunCtx) -> Result<Option<Vec<Record>>, Fatal> {
+            Ok(None)
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        r.connection::<Conn>("conn");
+        r.source::<Reader>("reader");
+        r
+    }
+
+    fn load_yaml(yaml: &str) -> Result<Pipeline, LoadErrors> {
+        load_str(yaml, "p.yaml", &registry(), &LoadOptions::default())
+    }
+
+    #[test]
+    fn connection_references_are_checked_where_they_are_written() {
+        let head = "name: t\nconnections:\n  main: {type: conn}\n";
+        assert!(
+            load_yaml(&format!(
+                "{head}source: {{type: reader, connection: main}}\n"
+            ))
+            .is_ok()
+        );
+
+        let errors = load_yaml(&format!(
+            "{head}source:\n  type: reader\n  connection: mian\n"
+        ))
+        .err()
+        .unwrap();
+        let headlines: Vec<String> = errors.diagnostics.iter().map(|d| d.headline()).collect();
+        assert_eq!(
+            headlines,
+            ["p.yaml:6:15: unknown connection `mian` (did you mean `main`?)"]
+        );
+    }
+
+    #[test]
+    fn nested_sources_are_built_from_the_registry_given() {
+        let yaml = "name: t\nconnections:\n  main: {type: conn}\nsource:\n  type: reader\n  connection: main\n  inner: {type: reader, connection: nope}\n";
+        let errors = load_yaml(yaml).err().unwrap();
+        assert_eq!(
+            errors.diagnostics[0].headline(),
+            "p.yaml:7:37: unknown connection `nope`; expected one of: main"
+        );
+    }
+}
