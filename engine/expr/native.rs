@@ -393,29 +393,8 @@ fn apply<'a>(f: &'a Filter, v: V<'a>, scope: &'a Scope) -> Res<V<'a>> {
             own(core::lookup(v.get(), map, default))
         }
         Filter::MapValues(map) => own(core::map_values(v.get(), map.resolve(scope)?)),
-        Filter::First | Filter::Last => {
-            let first = matches!(f, Filter::First);
-            match v {
-                V::Undefined => Ok(V::Undefined),
-                _ if v.get().and_then(Json::as_str) == Some("") => Ok(V::Undefined),
-                V::Ref(Json::String(s)) => Ok(V::Own(Json::String(edge_char(s, first)))),
-                V::Own(Json::String(s)) => Ok(V::Own(Json::String(edge_char(&s, first)))),
-                V::Ref(Json::Array(items)) => Ok(V::from_opt(if first {
-                    items.first()
-                } else {
-                    items.last()
-                })),
-                V::Own(Json::Array(mut items)) => {
-                    let item = if first {
-                        items.drain(..).next()
-                    } else {
-                        items.pop()
-                    };
-                    Ok(item.map_or(V::Undefined, V::Own))
-                }
-                _ => Err(Fail::Vm),
-            }
-        }
+        Filter::First => first_or_last(v, true),
+        Filter::Last => first_or_last(v, false),
         Filter::Attr(key) => match v {
             V::Ref(Json::Object(m)) => Ok(V::from_opt(member(m, key))),
             V::Own(Json::Object(mut m)) => Ok(m.remove(key.as_str()).map_or(V::Undefined, V::Own)),
@@ -471,6 +450,30 @@ fn apply<'a>(f: &'a Filter, v: V<'a>, scope: &'a Scope) -> Res<V<'a>> {
             }
             Ok(V::Own(Json::String(out)))
         }
+    }
+}
+
+/// `first` / `last` of a list or a text; anything else is left to the VM.
+fn first_or_last(v: V<'_>, first: bool) -> Res<V<'_>> {
+    match v {
+        V::Undefined => Ok(V::Undefined),
+        _ if v.get().and_then(Json::as_str) == Some("") => Ok(V::Undefined),
+        V::Ref(Json::String(s)) => Ok(V::Own(Json::String(edge_char(s, first)))),
+        V::Own(Json::String(s)) => Ok(V::Own(Json::String(edge_char(&s, first)))),
+        V::Ref(Json::Array(items)) => Ok(V::from_opt(if first {
+            items.first()
+        } else {
+            items.last()
+        })),
+        V::Own(Json::Array(mut items)) => {
+            let item = if first {
+                items.drain(..).next()
+            } else {
+                items.pop()
+            };
+            Ok(item.map_or(V::Undefined, V::Own))
+        }
+        _ => Err(Fail::Vm),
     }
 }
 
