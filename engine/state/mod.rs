@@ -308,4 +308,25 @@ mod tests {
         assert!(store.reset("p").unwrap() >= 2);
         assert_eq!(store.cursor("p").unwrap(), None);
     }
+
+    #[test]
+    fn secrets_never_reach_the_database_file() {
+        crate::secrets::register("storedsecretvalue");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        let echoed = serde_json::json!({"error": "denied for storedsecretvalue"});
+        store
+            .kv_put_all("p", "t", &[("k".into(), echoed.clone())])
+            .unwrap();
+        let run = store.run_started("p", "now").unwrap();
+        store.run_finished(run, "aborted", &echoed).unwrap();
+        drop(store);
+        let raw = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            raw.contains("denied for ***"),
+            "the values are kept, masked"
+        );
+        assert!(!raw.contains("storedsecretvalue"));
+    }
 }
