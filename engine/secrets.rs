@@ -32,8 +32,8 @@ pub fn is_secret_name(name: &str) -> bool {
         .any(|w| upper.contains(w))
 }
 
-/// Register the secret parts of a URL: user info, and path segments that look like tokens
-/// (the Bitrix24 webhook code `https://portal/rest/1/8g9l071eismy9q2l/`).
+/// Register the secret parts of a URL: user info, the Bitrix24 webhook code
+/// (`https://portal/rest/1/8g9l071eismy9q2l/`), and other path segments that look like tokens.
 pub fn register_url(text: &str) {
     let Ok(url) = url::Url::parse(text.trim()) else {
         return;
@@ -44,7 +44,11 @@ pub fn register_url(text: &str) {
     if !url.username().is_empty() && url.password().is_some() {
         register(url.username());
     }
-    for segment in url.path_segments().into_iter().flatten() {
+    let segments: Vec<&str> = url.path_segments().into_iter().flatten().collect();
+    if let Some(code) = webhook_code(&segments) {
+        register(code);
+    }
+    for segment in segments {
         if looks_like_token(segment) {
             register(segment);
         }
@@ -54,6 +58,16 @@ pub fn register_url(text: &str) {
             register(&v);
         }
     }
+}
+
+/// The code of a Bitrix24 webhook path `/rest/<user id>/<code>/...`, whatever its characters:
+/// a code of letters only is as secret as any other, and no pattern would recognise it.
+fn webhook_code<'a>(segments: &[&'a str]) -> Option<&'a str> {
+    let rest = segments.iter().position(|s| *s == "rest")?;
+    let user = segments.get(rest + 1)?;
+    let code = segments.get(rest + 2)?;
+    let is_user_id = !user.is_empty() && user.chars().all(|c| c.is_ascii_digit());
+    (is_user_id && !code.is_empty()).then_some(*code)
 }
 
 /// Mixed letters and digits, 8+ characters: webhook codes, API keys, session keys.
@@ -91,6 +105,16 @@ mod tests {
         assert!(!text.contains("fakecode0000test"), "{text}");
         assert!(!text.contains("s3cr3t-token-value"), "{text}");
         assert!(text.contains("/rest/23748/***/crm.contact.list"), "{text}");
+    }
+
+    #[test]
+    fn masks_a_webhook_code_of_letters_only() {
+        register_url("https://portal.example/rest/7/onlyletterscode/");
+        let text = redact("GET https://portal.example/rest/7/onlyletterscode/user.get");
+        assert_eq!(text, "GET https://portal.example/rest/7/***/user.get");
+        // Not a webhook path: ordinary words stay readable.
+        register_url("https://api.example/rest/api/contacts/");
+        assert_eq!(redact("contacts"), "contacts");
     }
 
     #[test]

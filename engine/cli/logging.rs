@@ -34,15 +34,25 @@ impl<'a> MakeWriter<'a> for Redacting {
     }
 }
 
+/// Logs go to stderr. A run's lines carry its `run` span (pipeline and run id): in text as the
+/// `run{pipeline=.. run_id=..}:` prefix, in JSON as the `span` object of every line.
 pub fn init(json: bool, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Redacting)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(colours_wanted());
     let _ = if json {
-        builder.json().try_init()
+        builder.json().with_span_list(false).try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Colours only for a person at a terminal: escape codes in a file, a pipe or journald are
+/// noise (and `NO_COLOR`, https://no-color.org, turns them off everywhere).
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

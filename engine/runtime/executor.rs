@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use minijinja::value::Value;
 use serde_json::json;
+use tracing::Instrument as _;
 
-use super::journal::{Counts, Journal};
+use super::journal::{self, Counts, Journal};
 use super::plan::{Labeled, Pipeline};
 use super::progress::Progress;
 use super::{Fatal, Item, Outcome, RunCtx, Write};
@@ -38,37 +39,66 @@ pub struct RunReport {
 pub const UNCHANGED: &str = "unchanged since last sync";
 
 pub async fn run(
-    mut pipeline: Pipeline,
+    pipeline: Pipeline,
     store: Option<Arc<Store>>,
     opts: &RunOptions,
 ) -> Result<RunReport, String> {
-    let ctx = run_context(&pipeline, store.clone(), opts.dry_run);
-    let started_at = ctx.started_at;
+    let started_at = chrono::Local::now().fixed_offset();
+    let run_id = new_run_id(&started_at);
+    // Every log line of the run, connectors' included, carries the pipeline and the run id.
+    let span = tracing::info_span!("run", pipeline = %pipeline.name, run_id = %run_id);
+    run_traced(pipeline, store, opts, started_at, run_id)
+        .instrument(span)
+        .await
+}
+
+/// A run id for logs and the journal: when it started, and a little randomness for runs that
+/// start in the same second (`etl serve`).
+fn new_run_id(started_at: &chrono::DateTime<chrono::FixedOffset>) -> String {
+    format!(
+        "{}-{:04x}",
+        started_at.format("%Y%m%dT%H%M%S"),
+        rand::random::<u16>()
+    )
+}
+
+async fn run_traced(
+    mut pipeline: Pipeline,
+    store: Option<Arc<Store>>,
+    opts: &RunOptions,
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+    run_id: String,
+) -> Result<RunReport, String> {
+    let ctx = run_ctx(&pipeline, store.clone(), opts, started_at);
     let header = json!({
         "pipeline": pipeline.name,
+        "run_id": run_id,
         "file": pipeline.file,
         "started_at": started_at.to_rfc3339(),
         "dry_run": opts.dry_run,
     });
     // `--journal -` is standard output; with a `journal:` template the file gets its rendering.
-    let to_stdout = opts.journal.as_deref() == Some(std::path::Path::new("-"));
-    let stream_to = match (&pipeline.journal, to_stdout) {
-        (None, false) => opts.journal.clone(),
-        (None, true) => Some(PathBuf::from("/dev/stdout")),
-        (Some(_), _) => None,
-    };
-    let mut journal = Journal::new(stream_to.as_deref(), &header)?;
-    let run_id = match (&store, opts.dry_run) {
+    let to_stdout = opts.journal.as_deref() == Some(std::path::Path::new(journal::STDOUT));
+    let stream_to = opts
+        .journal
+        .as_deref()
+        .filter(|_| pipeline.journal.is_none());
+    let mut journal = Journal::new(stream_to, &header)?;
+    let run_row = match (&store, opts.dry_run) {
         (Some(s), false) => Some(s.run_started(&pipeline.name, &started_at.to_rfc3339())?),
         _ => None,
     };
+    tracing::info!(file = %pipeline.file, dry_run = opts.dry_run, "run started");
     let progress = Progress::new(&pipeline.name, opts.progress);
     let clock = Instant::now();
     // Ctrl-C (or SIGTERM) stops the run at its next await point, like a failure: the journal is
     // still written and the source is still closed (a CoMagic session is ended, for instance).
     let result = tokio::select! {
         r = drive(&mut pipeline, &ctx, &mut journal, &progress) => r,
-        _ = interrupted() => Err(Fatal::interrupted()),
+        signal = interrupt_signal() => {
+            tracing::warn!("received {signal}; stopping the run");
+            Err(Fatal::interrupted(signal))
+        }
     };
     if tokio::time::timeout(CLOSE_TIMEOUT, pipeline.source.close(&ctx))
         .await
@@ -98,15 +128,17 @@ pub async fn run(
         None => None,
     }
     .flatten();
-    if let (Some(s), Some(id)) = (&store, run_id) {
+    if let (Some(s), Some(id)) = (&store, run_row) {
         s.run_finished(id, summary["status"].as_str().unwrap_or_default(), &summary)?;
     }
+    log_summary(&journal.counts, aborted.as_ref(), clock.elapsed());
     let headline = headline(
         &pipeline.name,
+        &journal.counts,
         aborted.as_ref(),
         clock.elapsed(),
-        &journal.counts,
     );
+    // With the journal on stdout, the human summary goes to stderr and stdout stays JSON.
     if to_stdout {
         journal.print(&mut std::io::stderr().lock(), &headline);
     } else {
@@ -121,23 +153,25 @@ pub async fn run(
     })
 }
 
-/// The context every component sees during the run: settings, `run.*`, the state store.
-fn run_context(pipeline: &Pipeline, store: Option<Arc<Store>>, dry_run: bool) -> RunCtx {
-    let started_at = chrono::Local::now().fixed_offset();
-    let settings_value = crate::expr::json_value(&pipeline.settings);
+fn run_ctx(
+    pipeline: &Pipeline,
+    store: Option<Arc<Store>>,
+    opts: &RunOptions,
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+) -> RunCtx {
     let run_value = minijinja::value::Value::from(minijinja::value::Serde(json!({
         "name": pipeline.name,
         "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         "today": started_at.format("%Y-%m-%d").to_string(),
-        "dry_run": dry_run,
+        "dry_run": opts.dry_run,
     })));
     RunCtx {
         pipeline: pipeline.name.clone(),
         settings: pipeline.settings.clone(),
-        settings_value,
+        settings_value: crate::expr::json_value(&pipeline.settings),
         run_value,
         started_at,
-        dry_run,
+        dry_run: opts.dry_run,
         state: store,
         report: Default::default(),
         shared: Default::default(),
@@ -164,12 +198,37 @@ fn write_rendered_journal(
     Ok(serde_json::from_str(&rendered).ok())
 }
 
-/// `name: finished in 1.2s: 10 records: ...`, with the error of an aborted run.
+/// The run's summary in the logs (at `info`), for operators who read logs rather than stdout.
+fn log_summary(counts: &Counts, aborted: Option<&Fatal>, elapsed: std::time::Duration) {
+    let elapsed_ms = elapsed.as_millis() as u64;
+    let (ok, skipped, failed) = (counts.ok, counts.skipped, counts.failed);
+    match aborted {
+        None => tracing::info!(
+            status = "finished",
+            ok,
+            skipped,
+            failed,
+            elapsed_ms,
+            "run finished"
+        ),
+        Some(fatal) => tracing::info!(
+            status = "aborted",
+            ok,
+            skipped,
+            failed,
+            elapsed_ms,
+            error = %fatal,
+            "run finished"
+        ),
+    }
+}
+
+/// The last line a run prints: `name: finished in 1.2s: 3 records: 3 ok, ...` (and the error).
 fn headline(
     name: &str,
+    counts: &Counts,
     aborted: Option<&Fatal>,
     elapsed: std::time::Duration,
-    counts: &Counts,
 ) -> String {
     format!(
         "{}: {} in {:.1}s: {} records: {}{}",
@@ -193,6 +252,12 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Resolves on Ctrl-C or SIGTERM; never, where signals cannot be listened to.
 pub async fn interrupted() {
+    interrupt_signal().await;
+}
+
+/// Waits for Ctrl-C or SIGTERM and names the one that came: a service manager's stop
+/// (SIGTERM) and an operator's Ctrl-C read differently in the logs.
+pub async fn interrupt_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -200,17 +265,19 @@ pub async fn interrupted() {
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
+            return tokio::select! {
+                _ = int.recv() => SIGINT,
+                _ = term.recv() => "SIGTERM",
+            };
         }
     }
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
+    SIGINT
 }
+
+const SIGINT: &str = "Ctrl-C (SIGINT)";
 
 /// The pipeline's own journal shape (e.g. seed 003's `{"success": ..., "journal": {...}}`).
 fn render_journal(

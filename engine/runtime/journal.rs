@@ -1,8 +1,13 @@
 //! The run journal: counts per outcome and a line per record. Printed at the end of a run;
 //! `--journal FILE` streams it as JSON so a million records never sit in memory.
+//!
+//! `--journal -` is the standard output the process inherited (a file opened with `>>`, a pipe,
+//! systemd's socket): never reopened, so nothing is truncated. The journal is spooled to an
+//! unlinked temporary file during the run and copied out at its end, so it follows whatever a
+//! stdout sink printed and is never interleaved with it.
 
 use std::fs::File;
-use std::io::{BufWriter, Write as _};
+use std::io::{BufWriter, Seek as _, Write as _};
 use std::path::Path;
 
 use serde_json::{Value as Json, json};
@@ -41,29 +46,42 @@ pub struct Journal {
     lines: Vec<(String, &'static str, Option<String>)>,
     omitted: u64,
     file: Option<BufWriter<File>>,
+    /// The file is a spool to copy to standard output at the end (`--journal -`).
+    to_stdout: bool,
     first_record: bool,
 }
 
+/// The path that means "standard output".
+pub const STDOUT: &str = "-";
+
 impl Journal {
+    /// A journal streamed to `path` (`-`: standard output, at the end of the run), or kept for
+    /// the printed summary only.
     pub fn new(path: Option<&Path>, header: &Json) -> Result<Journal, String> {
+        let to_stdout = path == Some(Path::new(STDOUT));
         let file = match path {
-            Some(p) => {
-                let mut w = BufWriter::new(
-                    File::create(p)
-                        .map_err(|e| format!("cannot write journal {}: {e}", p.display()))?,
-                );
-                let head = header.to_string();
-                // Header fields, then the records array; the closing fields come at the end.
-                let _ = write!(w, "{},\"records\":[", &head[..head.len() - 1]);
-                Some(w)
-            }
+            Some(_) if to_stdout => Some(spool().map_err(|e| {
+                format!("cannot write journal: no temporary file for standard output: {e}")
+            })?),
+            Some(p) => Some(
+                File::create(p)
+                    .map_err(|e| format!("cannot write journal {}: {e}", p.display()))?,
+            ),
             None => None,
         };
+        let file = file.map(|f| {
+            let mut w = BufWriter::new(f);
+            let head = header.to_string();
+            // Header fields, then the records array; the closing fields come at the end.
+            let _ = write!(w, "{},\"records\":[", &head[..head.len() - 1]);
+            w
+        });
         Ok(Journal {
             counts: Counts::default(),
             lines: Vec::new(),
             omitted: 0,
             file,
+            to_stdout,
             first_record: true,
         })
     }
@@ -101,13 +119,17 @@ impl Journal {
         }
     }
 
-    /// Close the JSON file with the summary fields.
+    /// Close the JSON file with the summary fields (and copy a spool to standard output).
     pub fn finish(&mut self, summary: &Json) -> Result<(), String> {
         if let Some(mut w) = self.file.take() {
             let tail = summary.to_string();
-            let _ = write!(w, "\n],{}", &tail[1..]);
-            w.flush()
-                .map_err(|e| format!("cannot write journal: {e}"))?;
+            let _ = writeln!(w, "\n],{}", &tail[1..]);
+            let file = w
+                .into_inner()
+                .map_err(|e| format!("cannot write journal: {}", e.error()))?;
+            if self.to_stdout {
+                copy_to_stdout(file).map_err(|e| format!("cannot write journal to stdout: {e}"))?;
+            }
         }
         Ok(())
     }
@@ -133,4 +155,31 @@ impl Journal {
         }
         let _ = writeln!(out, "{headline}");
     }
+}
+
+/// An anonymous temporary file: unlinked at once where the system allows it, so nothing is left
+/// behind however the process ends.
+fn spool() -> std::io::Result<File> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let path =
+        std::env::temp_dir().join(format!("etl-journal-{}-{nanos}.json", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
+    Ok(file)
+}
+
+/// Append the spooled journal to the inherited standard output, after what sinks printed.
+fn copy_to_stdout(mut spool: File) -> std::io::Result<()> {
+    spool.rewind()?;
+    let mut out = std::io::stdout().lock();
+    out.flush()?;
+    std::io::copy(&mut spool, &mut out)?;
+    out.flush()
 }

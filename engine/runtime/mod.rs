@@ -144,11 +144,11 @@ impl Fatal {
         }
     }
 
-    /// The run was interrupted (Ctrl-C, SIGTERM).
-    pub fn interrupted() -> Fatal {
-        Fatal::other(
-            "interrupted by a signal (Ctrl-C); the run was stopped and sessions were ended",
-        )
+    /// The run was interrupted by `signal` (`SIGTERM`, `Ctrl-C (SIGINT)`).
+    pub fn interrupted(signal: &str) -> Fatal {
+        Fatal::other(format!(
+            "interrupted by {signal}; the run was stopped and sessions were ended"
+        ))
     }
 }
 

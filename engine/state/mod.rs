@@ -11,6 +11,10 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
+// Values are stored masked: a secret echoed into a failure reason, a log line or a cursor must
+// not end up on disk (record keys are identities and are stored as they are).
+use crate::secrets::redact;
+
 /// Default location, relative to the working directory.
 pub const DEFAULT_PATH: &str = ".etl/state.db";
 
@@ -117,7 +121,7 @@ impl Store {
             if let Some(c) = cursor {
                 tx.execute(
                     "INSERT OR REPLACE INTO cursors(pipeline, value, updated_at) VALUES (?1, ?2, ?3)",
-                    params![pipeline, c.to_string(), now],
+                    params![pipeline, redact(&c.to_string()), now],
                 )
                 .map_err(db)?;
             }
@@ -154,7 +158,7 @@ impl Store {
                 )
                 .map_err(db)?;
             for (k, v) in entries {
-                stmt.execute(params![pipeline, table, k, v.to_string()])
+                stmt.execute(params![pipeline, table, k, redact(&v.to_string())])
                     .map_err(db)?;
             }
         }
@@ -193,7 +197,7 @@ impl Store {
         self.conn()
             .execute(
                 "UPDATE runs SET finished_at=?1, status=?2, summary=?3 WHERE id=?4",
-                params![now, status, summary.to_string(), id],
+                params![now, status, redact(&summary.to_string()), id],
             )
             .map(|_| ())
             .map_err(db)
@@ -303,5 +307,26 @@ mod tests {
         );
         assert!(store.reset("p").unwrap() >= 2);
         assert_eq!(store.cursor("p").unwrap(), None);
+    }
+
+    #[test]
+    fn secrets_never_reach_the_database_file() {
+        crate::secrets::register("storedsecretvalue");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        let echoed = serde_json::json!({"error": "denied for storedsecretvalue"});
+        store
+            .kv_put_all("p", "t", &[("k".into(), echoed.clone())])
+            .unwrap();
+        let run = store.run_started("p", "now").unwrap();
+        store.run_finished(run, "aborted", &echoed).unwrap();
+        drop(store);
+        let raw = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            raw.contains("denied for ***"),
+            "the values are kept, masked"
+        );
+        assert!(!raw.contains("storedsecretvalue"));
     }
 }

@@ -11,6 +11,7 @@ mod comagic_stats;
 mod core_run;
 mod core_validate;
 mod email;
+mod ops;
 mod reports;
 mod reports_bench;
 mod seed001;

@@ -185,7 +185,14 @@ impl Sink for FileSink {
                     text.clear();
                     super::json::write(&mut text, w.payload.as_ref());
                     text.push(b'\n');
-                    lines.write_all(&text).map_err(|e| io_fatal("output", e))?;
+                    if matches!(self.format, Format::Stdout) {
+                        // Standard output is a log as much as data (cron mails it, journald keeps it).
+                        let shown = crate::secrets::redact(&String::from_utf8_lossy(&text));
+                        lines.write_all(shown.as_bytes())
+                    } else {
+                        lines.write_all(&text)
+                    }
+                    .map_err(|e| io_fatal("output", e))?;
                 }
                 Output::Csv(csv, columns) => {
                     let row: Vec<String> = columns.iter().map(|c| cell(w.payload.get(c))).collect();
