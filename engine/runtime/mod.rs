@@ -339,6 +339,11 @@ pub trait Sink: Send + Sync {
     fn describe(&self, write: &Write) -> String {
         format!("write {} {}", write.key, write.payload)
     }
+    /// The name dry-run lines give this sink, when it has one of its own (`comagic.tag_sales`, as
+    /// seed 003's operators know it); otherwise the pipeline's label (`sink[0] (jsonl)`).
+    fn dry_run_label(&self) -> Option<&str> {
+        None
+    }
     /// Whether `prepare` evaluates templates; if not, it is handed an undefined scope.
     fn uses_scope(&self) -> bool {
         true

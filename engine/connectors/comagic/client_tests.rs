@@ -7,8 +7,9 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value as Json, json};
 
-use super::dataapi::*;
+use super::data_api::*;
 use super::emulator::*;
+use super::report_reader::*;
 use crate::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
 
 fn t(s: &str) -> NaiveDateTime {

@@ -7,7 +7,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::dataapi::{DataApi, ReportReader, parse_time};
+use super::data_api::DataApi;
+use super::report_reader::{ReportReader, parse_time};
 use crate::config::component::SourceConfig;
 use crate::config::{BuildCtx, ConnectionRef};
 use crate::expr::{JsonPath, Template};
