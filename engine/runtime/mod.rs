@@ -3,6 +3,7 @@
 //! after a batch's effects are done. Components implement [`Source`], [`Step`] and [`Sink`]; the
 //! runtime knows no protocol.
 
+pub mod error;
 pub mod executor;
 pub mod journal;
 pub mod progress;

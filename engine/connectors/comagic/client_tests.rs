@@ -11,6 +11,7 @@ use super::data_api::*;
 use super::emulator::*;
 use super::report_reader::*;
 use crate::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
+use crate::connectors::http::transport::Transport;
 
 fn t(s: &str) -> NaiveDateTime {
     parse_time(s, false).unwrap()
@@ -22,8 +23,10 @@ fn connection(emu: &DataApiEmulator, key: bool) -> DataApiConnection {
         access_token: key.then(|| emu.token().to_string()),
         login: Some(emu.config().login.clone()),
         password: Some(emu.config().password.clone()),
-        timeout_secs: 1,
-        retries: 2,
+        transport: Transport {
+            timeout_secs: 1,
+            retries: 2,
+        },
         max_wait_secs: 30,
         limit_wait_secs: 1,
         reserve_points: 0,
@@ -272,8 +275,10 @@ fn missing_credentials_are_a_configuration_error() {
         access_token: Some(String::new()),
         login: None,
         password: None,
-        timeout_secs: 1,
-        retries: 0,
+        transport: Transport {
+            timeout_secs: 1,
+            retries: 0,
+        },
         max_wait_secs: 1,
         limit_wait_secs: 1,
         reserve_points: 0,

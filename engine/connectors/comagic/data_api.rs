@@ -18,6 +18,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
+use crate::connectors::http::transport::Transport;
 use crate::runtime::Fatal;
 
 /// The name failures are reported under.
@@ -43,33 +44,25 @@ pub struct DataApiConnection {
     #[serde(default)]
     #[schemars(example = &"${secret:COMAGIC_PASSWORD:-}")]
     pub password: Option<String>,
-    /// Seconds before a request is abandoned. A write abandoned this way is checked before it
-    /// is tried again.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Retries of a request that failed in transport (reads; writes only when provably not sent).
-    #[serde(default = "default_retries")]
-    pub retries: usize,
+    #[serde(flatten)]
+    pub transport: Transport<30, 3>,
     /// Longest single wait for the point budget; a daily budget that resets later ends the run.
     #[serde(default = "default_max_wait")]
+    #[schemars(range(min = 1))]
     pub max_wait_secs: u64,
     /// Wait after an unexpected -32029 when the reply does not say when the budget resets.
     #[serde(default = "default_limit_wait")]
+    #[schemars(range(min = 1))]
     pub limit_wait_secs: u64,
     /// Points per minute left for other users of the account (calls wait when fewer remain).
     #[serde(default)]
     pub reserve_points: u32,
     /// Largest `offset` the API accepts; longer reports are read in shorter windows.
     #[serde(default = "default_max_offset")]
+    #[schemars(range(min = 1))]
     pub max_offset: u64,
 }
 
-fn default_timeout() -> u64 {
-    30
-}
-fn default_retries() -> usize {
-    3
-}
 fn default_max_wait() -> u64 {
     900
 }
@@ -296,7 +289,7 @@ impl DataApi {
         Ok(DataApi {
             url: opts.url.trim().to_string(),
             auth,
-            http: client::client(Duration::from_secs(opts.timeout_secs.max(1))),
+            http: client::client(opts.transport.timeout()),
             session: tokio::sync::Mutex::new(Session::default()),
             stats: ClientStats::default(),
             opts,
@@ -324,7 +317,7 @@ impl DataApi {
                 Sent::Failed(m) if effect == Effect::Write => return Err(CallError::Unknown(m)),
                 Sent::NotSent(m) | Sent::Failed(m) => {
                     transport_failures += 1;
-                    if transport_failures > self.opts.retries {
+                    if transport_failures > self.opts.transport.retries {
                         return Err(CallError::Unavailable(m));
                     }
                     tokio::time::sleep(backoff(transport_failures)).await;
@@ -347,7 +340,7 @@ impl DataApi {
                     }
                     (-32603, _) => {
                         transport_failures += 1;
-                        if transport_failures > self.opts.retries {
+                        if transport_failures > self.opts.transport.retries {
                             return Err(CallError::Rpc(e));
                         }
                         tokio::time::sleep(backoff(transport_failures)).await;
@@ -446,7 +439,7 @@ impl DataApi {
                 Sent::Answer(a) => break a,
                 Sent::NotSent(m) | Sent::Failed(m) => {
                     failures += 1;
-                    if failures > self.opts.retries {
+                    if failures > self.opts.transport.retries {
                         return Err(CallError::Unavailable(format!("login.user: {m}")));
                     }
                     tokio::time::sleep(backoff(failures)).await;

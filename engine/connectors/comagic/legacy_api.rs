@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
+use crate::connectors::http::transport::Transport;
 
 pub const SYSTEM: &str = "CoMagic API v1";
 
@@ -28,19 +29,8 @@ pub struct LegacyConnection {
     /// Their password.
     #[schemars(example = &"${secret:COMAGIC_PASSWORD}")]
     pub password: String,
-    /// Seconds before a request is abandoned.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Retries of a read that failed in transport, with backoff.
-    #[serde(default = "default_retries")]
-    pub retries: usize,
-}
-
-fn default_timeout() -> u64 {
-    60
-}
-fn default_retries() -> usize {
-    3
+    #[serde(flatten)]
+    pub transport: Transport<60, 3>,
 }
 
 impl ConnectionConfig for LegacyConnection {
@@ -97,8 +87,8 @@ impl LegacyApi {
             base,
             login: c.login.trim().to_string(),
             password: c.password,
-            retries: c.retries,
-            http: client::client(Duration::from_secs(c.timeout_secs.max(1))),
+            retries: c.transport.retries,
+            http: client::client(c.transport.timeout()),
             session: tokio::sync::Mutex::new(None),
             logins: AtomicU64::new(0),
             logouts: AtomicU64::new(0),

@@ -45,6 +45,7 @@ pub struct ReportSourceConfig {
     pub sort: Option<Json>,
     /// Rows per request (at most 10000).
     #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 10000))]
     pub page_size: u64,
     /// `get.calls_report` only: include calls still in progress.
     #[serde(default)]
