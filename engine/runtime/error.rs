@@ -35,6 +35,11 @@ impl<R: Display> ConnectorError<R> {
         Fatal::unavailable(system, self.to_string())
     }
 
+    /// The same, naming what was being done: `<system> unavailable: <what>: <failure>`.
+    pub fn fatal_in(&self, system: &str, what: &str) -> Fatal {
+        Fatal::unavailable(system, format!("{what}: {self}"))
+    }
+
     /// A write's failure for one record: a rejection fails the record (`Ok(reason)`); anything
     /// else ends the run.
     pub fn for_record(self, system: &str) -> Result<String, Fatal> {

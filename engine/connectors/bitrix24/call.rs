@@ -124,7 +124,7 @@ impl Step for CallStep {
                 .batch(&commands, false, Kind::Read)
                 .await
                 .map_err(|e| match e {
-                    B24Error::Refused { .. } => Fatal::unavailable(
+                    B24Error::Rejected(_) => Fatal::unavailable(
                         "Bitrix24",
                         format!("{} refused the batch: {e}", self.cfg.method),
                     ),

@@ -180,8 +180,9 @@ impl Sink for UpdateSink {
             match self.send(&chunk).await {
                 Ok(results) => out.extend(results),
                 Err(B24Error::Unknown(why)) => out.extend(self.recover(&chunk, &why).await?),
-                Err(B24Error::Refused { code, description }) => {
-                    out.extend(chunk.iter().map(|_| Err(format!("{description} ({code})"))));
+                Err(B24Error::Rejected(r)) => {
+                    let reason = format!("{} ({})", r.description, r.code);
+                    out.extend(chunk.iter().map(|_| Err(reason.clone())));
                 }
                 Err(e @ B24Error::Unavailable(_)) => {
                     return Err(Fatal::unavailable("Bitrix24", e.to_string()));

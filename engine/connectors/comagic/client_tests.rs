@@ -162,7 +162,7 @@ async fn login_tokens_are_renewed_once_permanent_keys_are_not() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, CallError::Rpc(r) if r.mnemonic == "access_token_expired"),
+        matches!(&e, CallError::Rejected(r) if r.mnemonic == "access_token_expired"),
         "{e}"
     );
     api.logout().await;
@@ -249,7 +249,7 @@ async fn reads_are_retried_writes_with_unknown_outcome_are_not() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, CallError::Rpc(r) if r.is_params() && r.field.as_deref() == Some("date_time")),
+        matches!(&e, CallError::Rejected(r) if r.is_params() && r.field.as_deref() == Some("date_time")),
         "{e}"
     );
 

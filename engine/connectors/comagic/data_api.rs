@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
 use crate::connectors::http::transport::Transport;
-use crate::runtime::Fatal;
+use crate::runtime::error::ConnectorError;
 
 /// The name failures are reported under.
 pub const SYSTEM: &str = "CoMagic Data API";
@@ -138,38 +138,12 @@ impl std::fmt::Display for RpcError {
     }
 }
 
-/// Why a call did not give a result.
-#[derive(Clone, Debug)]
-pub enum CallError {
-    /// CoMagic answered with an error (after waiting out budgets and one re-login).
-    Rpc(RpcError),
-    /// The service could not be reached, or a read kept failing: nothing was done.
-    Unavailable(String),
-    /// A write was sent but its outcome is unknown (timeout, dropped connection, 5xx, -32603).
-    Unknown(String),
-    /// The point budget is spent for longer than `max_wait_secs`.
-    Budget(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Rpc(e) => write!(f, "{e}"),
-            CallError::Unavailable(m) | CallError::Budget(m) => f.write_str(m),
-            CallError::Unknown(m) => write!(f, "outcome unknown: {m}"),
-        }
-    }
-}
-
-impl CallError {
-    /// This error as the end of the run.
-    pub fn fatal(&self, method: &str) -> Fatal {
-        match self {
-            CallError::Budget(m) => Fatal::other(format!("{SYSTEM}: {m}")),
-            other => Fatal::unavailable(SYSTEM, format!("{method}: {other}")),
-        }
-    }
-}
+/// Why a call did not give a result, in the shared vocabulary: `Rejected` (CoMagic answered
+/// with an error, after waiting out budgets and one re-login), `Unavailable` (the service could
+/// not be reached, a read kept failing, or the point budget is spent for longer than
+/// `max_wait_secs`: nothing was done), `Unknown` (a write was sent but its outcome is unknown:
+/// timeout, dropped connection, 5xx, -32603).
+pub type CallError = ConnectorError<RpcError>;
 
 /// Whether a call may be repeated after a transport failure.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -330,7 +304,7 @@ impl DataApi {
                     (-32029, _) => {
                         limit_waits += 1;
                         if limit_waits > 5 {
-                            return Err(CallError::Rpc(e));
+                            return Err(CallError::Rejected(e));
                         }
                         self.wait_after_limit(&mut s, &e).await?;
                         continue;
@@ -341,7 +315,7 @@ impl DataApi {
                     (-32603, _) => {
                         transport_failures += 1;
                         if transport_failures > self.opts.transport.retries {
-                            return Err(CallError::Rpc(e));
+                            return Err(CallError::Rejected(e));
                         }
                         tokio::time::sleep(backoff(transport_failures)).await;
                         continue;
@@ -354,7 +328,7 @@ impl DataApi {
                         s.token = None;
                         continue;
                     }
-                    _ => return Err(CallError::Rpc(e)),
+                    _ => return Err(CallError::Rejected(e)),
                 }
             }
             let Some(result) = answer.get("result") else {
@@ -447,7 +421,7 @@ impl DataApi {
             }
         };
         if let Some(e) = answer.get("error") {
-            return Err(CallError::Rpc(RpcError::from_json(e)));
+            return Err(CallError::Rejected(RpcError::from_json(e)));
         }
         let data = answer
             .get("result")
@@ -481,7 +455,7 @@ impl DataApi {
         if l.day_remaining < need && since < Duration::from_secs(l.day_reset) {
             let wait = Duration::from_secs(l.day_reset) - since + MARGIN;
             if wait > Duration::from_secs(self.opts.max_wait_secs) {
-                return Err(CallError::Budget(format!(
+                return Err(CallError::Unavailable(format!(
                     "the daily point budget is spent ({} left, {method} needs {need}); it resets in {}",
                     l.day_remaining,
                     human(wait)
@@ -508,7 +482,7 @@ impl DataApi {
             Some(l) if l.day_remaining == 0 => {
                 let w = Duration::from_secs(l.day_reset).saturating_sub(l.at.elapsed()) + MARGIN;
                 if w > Duration::from_secs(self.opts.max_wait_secs) {
-                    return Err(CallError::Budget(format!(
+                    return Err(CallError::Unavailable(format!(
                         "the daily point budget is spent; it resets in {}",
                         human(w)
                     )));

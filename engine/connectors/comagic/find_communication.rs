@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
 use super::calls::{CallRow, cover, money, report_params, uncovered};
-use super::data_api::{CallError, DataApi, Effect};
+use super::data_api::{CallError, DataApi, Effect, SYSTEM};
 use super::report_reader::{ReportReader, format_time, parse_time, split_range};
 use crate::config::component::StepConfig;
 use crate::config::{BuildCtx, ConnectionRef};
@@ -243,7 +243,7 @@ impl FindCommunication {
             .api
             .call("get.tags", p, Effect::Read)
             .await
-            .map_err(|e| e.fatal("get.tags"))?;
+            .map_err(|e| e.fatal_in(SYSTEM, "get.tags"))?;
         let id = reply
             .data
             .as_array()
@@ -281,7 +281,7 @@ impl FindCommunication {
         while let Some(rows) = reader
             .next_page()
             .await
-            .map_err(|e| e.fatal("get.calls_report"))?
+            .map_err(|e| e.fatal_in(SYSTEM, "get.calls_report"))?
         {
             for row in &rows {
                 if let Some((phone, call)) = CallRow::from_json(row) {
@@ -349,7 +349,7 @@ impl FindCommunication {
             let (total, window) = self
                 .count_calls(missing[0].0, missing[0].1)
                 .await
-                .map_err(|e| e.fatal("get.calls_report"))?;
+                .map_err(|e| e.fatal_in(SYSTEM, "get.calls_report"))?;
             let rows = total as f64 * seconds as f64 / window.max(1) as f64;
             let pages_estimate =
                 (rows / self.cfg.page_size as f64).ceil() as u64 + missing.len() as u64;
@@ -371,7 +371,7 @@ impl FindCommunication {
                     Ok(rows) => {
                         st.per_phone.insert(job.phone.clone(), rows);
                     }
-                    Err(CallError::Rpc(e))
+                    Err(CallError::Rejected(e))
                         if e.mnemonic == "filter_prohibited"
                             || e.mnemonic == "unexpected_parameters" =>
                     {
@@ -382,7 +382,7 @@ impl FindCommunication {
                         st.per_phone.clear();
                         return Box::pin(self.lookup(st, jobs)).await;
                     }
-                    Err(e) => return Err(e.fatal("get.calls_report")),
+                    Err(e) => return Err(e.fatal_in(SYSTEM, "get.calls_report")),
                 }
             }
             st.phone_filter = Some(true);

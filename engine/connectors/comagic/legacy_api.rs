@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
 use crate::connectors::http::transport::Transport;
+use crate::runtime::error::ConnectorError;
 
 pub const SYSTEM: &str = "CoMagic API v1";
 
@@ -39,21 +40,9 @@ impl ConnectionConfig for LegacyConnection {
     }
 }
 
-#[derive(Debug)]
-pub enum LegacyError {
-    /// `{"success": false, "message": ...}`.
-    Refused(String),
-    Unavailable(String),
-}
-
-impl std::fmt::Display for LegacyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LegacyError::Refused(m) => write!(f, "refused: {m}"),
-            LegacyError::Unavailable(m) => f.write_str(m),
-        }
-    }
-}
+/// How a request failed, in the shared vocabulary: `Rejected` is the API's
+/// `{"success": false, "message": ...}`; `Unavailable` a transport failure after retries.
+pub type LegacyError = ConnectorError;
 
 /// The client: one session at a time, opened on first use.
 pub struct LegacyApi {
@@ -124,7 +113,7 @@ impl LegacyApi {
                     return Ok(v.get("data").cloned().unwrap_or(Json::Null));
                 }
                 Ok(v) => {
-                    return Err(LegacyError::Refused(
+                    return Err(LegacyError::Rejected(
                         v["message"].as_str().unwrap_or("no message").to_string(),
                     ));
                 }
@@ -155,8 +144,8 @@ impl LegacyApi {
             .request(|| self.http.post(&url).form(&form), true)
             .await
             .map_err(|e| match e {
-                LegacyError::Refused(m) => LegacyError::Refused(format!("login: {m}")),
-                LegacyError::Unavailable(m) => LegacyError::Unavailable(format!("login: {m}")),
+                LegacyError::Rejected(m) => LegacyError::Rejected(format!("login: {m}")),
+                other => other.context("login"),
             })?;
         let key = data
             .get("session_key")
@@ -188,17 +177,15 @@ impl LegacyApi {
                 .request(|| self.http.get(&url).query(&query), true)
                 .await
             {
-                Err(LegacyError::Refused(m)) if m.starts_with("102401") && !relogged => {
+                Err(LegacyError::Rejected(m)) if m.starts_with("102401") && !relogged => {
                     tracing::info!(method, "CoMagic session ended ({m}); logging in again");
                     relogged = true;
                     *session = None;
                 }
-                Err(LegacyError::Refused(m)) => {
-                    return Err(LegacyError::Refused(format!("{method}: {m}")));
+                Err(LegacyError::Rejected(m)) => {
+                    return Err(LegacyError::Rejected(format!("{method}: {m}")));
                 }
-                Err(LegacyError::Unavailable(m)) => {
-                    return Err(LegacyError::Unavailable(format!("{method}: {m}")));
-                }
+                Err(e) => return Err(e.context(method)),
                 Ok(data) => return Ok(data),
             }
         }
@@ -214,8 +201,8 @@ impl LegacyApi {
             .request(|| self.http.get(&url).query(&query), false)
             .await
         {
-            Ok(_) | Err(LegacyError::Refused(_)) => {}
-            Err(LegacyError::Unavailable(m)) => tracing::warn!("CoMagic logout failed: {m}"),
+            Ok(_) | Err(LegacyError::Rejected(_)) => {}
+            Err(e) => tracing::warn!("CoMagic logout failed: {e}"),
         }
         self.logouts.fetch_add(1, Ordering::Relaxed);
     }

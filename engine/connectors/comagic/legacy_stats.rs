@@ -155,8 +155,8 @@ fn day(text: &str, what: &str) -> Result<NaiveDate, Fatal> {
 
 fn fatal(e: LegacyError) -> Fatal {
     match e {
-        LegacyError::Refused(m) => Fatal::unavailable(SYSTEM, format!("refused: {m}")),
-        LegacyError::Unavailable(m) => Fatal::unavailable(SYSTEM, m),
+        LegacyError::Rejected(m) => Fatal::unavailable(SYSTEM, format!("refused: {m}")),
+        other => other.fatal(SYSTEM),
     }
 }
 

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::data_api::DataApi;
+use super::data_api::{DataApi, SYSTEM};
 use super::report_reader::{ReportReader, parse_time};
 use crate::config::component::SourceConfig;
 use crate::config::{BuildCtx, ConnectionRef};
@@ -173,7 +173,11 @@ impl Source for ReportSource {
     async fn next_batch(&mut self, _: &RunCtx) -> Result<Option<Vec<Record>>, Fatal> {
         let reader = self.reader.as_mut().expect("opened");
         let method = self.cfg.method.name();
-        let Some(rows) = reader.next_page().await.map_err(|e| e.fatal(method))? else {
+        let Some(rows) = reader
+            .next_page()
+            .await
+            .map_err(|e| e.fatal_in(SYSTEM, method))?
+        else {
             return Ok(None);
         };
         let batch = rows

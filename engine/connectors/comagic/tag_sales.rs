@@ -193,7 +193,7 @@ impl TagSales {
         );
         sale.call = reread(&self.api, &sale.call)
             .await
-            .map_err(|e| e.fatal("get.calls_report"))?
+            .map_err(|e| e.fatal_in(SYSTEM, "get.calls_report"))?
             .ok_or_else(|| {
                 WriteErr::Record(format!(
                     "communication {} is gone",
@@ -300,8 +300,8 @@ impl TagSales {
 
 fn fatal_or_record(method: &str, e: CallError) -> WriteErr {
     match e {
-        CallError::Rpc(r) if r.is_params() => WriteErr::Record(format!("{method}: {r}")),
-        other => WriteErr::Fatal(other.fatal(method)),
+        CallError::Rejected(r) if r.is_params() => WriteErr::Record(format!("{method}: {r}")),
+        other => WriteErr::Fatal(other.fatal_in(SYSTEM, method)),
     }
 }
 

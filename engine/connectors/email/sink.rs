@@ -28,6 +28,7 @@ use crate::config::diag::Diagnostic;
 use crate::config::load;
 use crate::config::{BuildCtx, component::SinkConfig};
 use crate::expr::Template;
+use crate::runtime::error::ConnectorError;
 use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
 use crate::table::ops::Names;
 
@@ -180,6 +181,15 @@ struct Outgoing {
 /// Replies that mean the server or our session is the problem, not this recipient.
 fn server_level(code: &str) -> bool {
     matches!(code, "421" | "454" | "530" | "534" | "535" | "538")
+}
+
+/// A failed send in the shared vocabulary: a reply about this recipient is `Rejected` (the
+/// others still get the report); a server-level reply or a transport failure is `Unavailable`.
+fn classify(e: lettre::transport::smtp::Error) -> ConnectorError {
+    match e.status().map(|c| c.to_string()) {
+        Some(code) if !server_level(&code) => ConnectorError::Rejected(e.to_string()),
+        _ => ConnectorError::Unavailable(e.to_string()),
+    }
 }
 
 impl EmailSink {
@@ -427,26 +437,24 @@ impl Sink for EmailSink {
                     ));
                 }
             };
-            match sent {
+            match sent.map_err(classify) {
                 Ok(_) => {
                     sent_count += 1;
                     ctx.count(&format!("{}.sent", self.label), 1)
                 }
-                Err(e) => match e.status().map(|c| c.to_string()) {
-                    Some(code) if !server_level(&code) => {
-                        ctx.count(&format!("{}.refused", self.label), 1);
-                        ctx.log(format!(
-                            "{}: {} <{}> refused by the server: {e}",
-                            self.label, o.who, to.email
-                        ));
-                    }
-                    _ => {
-                        return Err(Fatal::unavailable(
-                            "smtp",
-                            format!("sending to {}: {e}; the report files were kept", to.email),
-                        ));
-                    }
-                },
+                Err(ConnectorError::Rejected(e)) => {
+                    ctx.count(&format!("{}.refused", self.label), 1);
+                    ctx.log(format!(
+                        "{}: {} <{}> refused by the server: {e}",
+                        self.label, o.who, to.email
+                    ));
+                }
+                Err(e) => {
+                    return Err(Fatal::unavailable(
+                        "smtp",
+                        format!("sending to {}: {e}; the report files were kept", to.email),
+                    ));
+                }
             }
         }
         ctx.log(format!(

@@ -167,15 +167,8 @@ impl Source for HttpSource {
         };
         let body = client::get_json(make, self.cfg.transport.retries)
             .await
-            .map_err(|e| match e {
-                HttpError::Unavailable(m) => {
-                    Fatal::unavailable(format!("HTTP source {}", host_of(&url)), m)
-                }
-                HttpError::Rejected { status, message } => Fatal::unavailable(
-                    format!("HTTP source {}", host_of(&url)),
-                    format!("HTTP {status}: {message}"),
-                ),
-            })?;
+            // A page is a read: even a refused one means the source cannot be read.
+            .map_err(|e: HttpError| e.fatal(&format!("HTTP source {}", host_of(&url))))?;
         self.pages += 1;
         let records: Vec<Json> = self.cfg.records.all(&body).into_iter().cloned().collect();
         match &self.cfg.pagination {
