@@ -219,7 +219,8 @@ pub struct DataApi {
     pub stats: ClientStats,
 }
 
-enum Sent {
+/// How one request went.
+enum Exchange {
     /// The request did not leave (connection refused, DNS): safe to repeat.
     NotSent(String),
     /// Sent, no usable answer.
@@ -287,9 +288,11 @@ impl DataApi {
             let mut p = params.clone();
             p.insert("access_token".into(), Json::String(token));
             let answer = match self.send(&mut s, method, p).await {
-                Sent::Answer(a) => a,
-                Sent::Failed(m) if effect == Effect::Write => return Err(CallError::Unknown(m)),
-                Sent::NotSent(m) | Sent::Failed(m) => {
+                Exchange::Answer(a) => a,
+                Exchange::Failed(m) if effect == Effect::Write => {
+                    return Err(CallError::Unknown(m));
+                }
+                Exchange::NotSent(m) | Exchange::Failed(m) => {
                     transport_failures += 1;
                     if transport_failures > self.opts.transport.retries {
                         return Err(CallError::Unavailable(m));
@@ -358,7 +361,7 @@ impl DataApi {
     }
 
     /// One POST; classifies what happened.
-    async fn send(&self, s: &mut Session, method: &str, params: Map<String, Json>) -> Sent {
+    async fn send(&self, s: &mut Session, method: &str, params: Map<String, Json>) -> Exchange {
         s.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": s.next_id, "method": method, "params": params});
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -374,19 +377,19 @@ impl DataApi {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Sent::NotSent(client::describe(&e)),
-            Err(e) => return Sent::Failed(client::describe(&e)),
+            Err(e) if e.is_connect() => return Exchange::NotSent(client::describe(&e)),
+            Err(e) => return Exchange::Failed(client::describe(&e)),
         };
         let status = resp.status().as_u16();
         let text = match resp.text().await {
             Ok(t) => t,
-            Err(e) => return Sent::Failed(client::describe(&e)),
+            Err(e) => return Exchange::Failed(client::describe(&e)),
         };
         match serde_json::from_str::<Json>(&text) {
-            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => Sent::Answer(v),
+            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => Exchange::Answer(v),
             _ => {
                 let snippet: String = text.trim().chars().take(200).collect();
-                Sent::Failed(crate::secrets::redact(&format!("HTTP {status}: {snippet}")))
+                Exchange::Failed(crate::secrets::redact(&format!("HTTP {status}: {snippet}")))
             }
         }
     }
@@ -410,8 +413,8 @@ impl DataApi {
         let mut failures = 0;
         let answer = loop {
             match self.send(s, "login.user", p.clone()).await {
-                Sent::Answer(a) => break a,
-                Sent::NotSent(m) | Sent::Failed(m) => {
+                Exchange::Answer(a) => break a,
+                Exchange::NotSent(m) | Exchange::Failed(m) => {
                     failures += 1;
                     if failures > self.opts.transport.retries {
                         return Err(CallError::Unavailable(format!("login.user: {m}")));

@@ -160,115 +160,137 @@ fn fatal(e: LegacyError) -> Fatal {
     }
 }
 
+/// Add `key=value` to a request's parameters when the option is set.
+fn opt(params: &mut Vec<(String, String)>, key: &str, v: Option<impl ToString>) {
+    if let Some(v) = v {
+        params.push((key.to_string(), v.to_string()));
+    }
+}
+
+fn period(from: NaiveDate, to: NaiveDate) -> Vec<(String, Json)> {
+    vec![
+        ("date_from".to_string(), json!(from.to_string())),
+        ("date_to".to_string(), json!(to.to_string())),
+    ]
+}
+
 impl LegacyStats {
     /// The requests, in the order of `reports`; `site_rows` are the sites already read.
     fn plan(&mut self, sites: &[u64], site_rows: Vec<Json>, from: NaiveDate, to: NaiveDate) {
         let c = &self.cfg;
-        let s = |v: &dyn ToString| v.to_string();
-        let next = to + Days::new(1);
-        let opt = |params: &mut Vec<(String, String)>, key: &str, v: Option<String>| {
-            if let Some(v) = v {
-                params.push((key.to_string(), v));
-            }
-        };
-        let period = |from: NaiveDate, to: NaiveDate| {
-            vec![
-                ("date_from".to_string(), json!(from.to_string())),
-                ("date_to".to_string(), json!(to.to_string())),
-            ]
-        };
         for &report in &c.reports {
-            match report {
+            let requests = match report {
                 LegacyReport::CustomerList | LegacyReport::Tag => {
                     let mut params = Vec::new();
                     if report == LegacyReport::Tag {
-                        opt(&mut params, "customer_id", c.customer_id.map(|v| s(&v)));
+                        opt(&mut params, "customer_id", c.customer_id);
                     }
-                    self.queue.push_back(Pending {
+                    vec![Pending {
                         report,
                         params,
                         extra: Vec::new(),
-                    });
+                    }]
                 }
-                LegacyReport::Site => {
-                    self.queue.push_back(Pending {
-                        report,
-                        params: Vec::new(),
-                        extra: vec![("__rows".into(), Json::Array(site_rows.clone()))],
-                    });
+                LegacyReport::Site => vec![Pending {
+                    report,
+                    params: Vec::new(),
+                    extra: vec![("__rows".into(), Json::Array(site_rows.clone()))],
+                }],
+                LegacyReport::Stat => sites
+                    .iter()
+                    .flat_map(|&site| self.stat_requests(site, from, to))
+                    .collect(),
+                LegacyReport::Communication | LegacyReport::Goal => sites
+                    .iter()
+                    .map(|&site| self.site_request(report, site, from, to))
+                    .collect(),
+                LegacyReport::Call => vec![self.call_request(sites, from, to)],
+            };
+            self.queue.extend(requests);
+        }
+    }
+
+    /// `getSummaryStats` of one site: for the period, or per day with `by_date`.
+    fn stat_requests(&self, site: u64, from: NaiveDate, to: NaiveDate) -> Vec<Pending> {
+        let c = &self.cfg;
+        let days: Vec<(NaiveDate, NaiveDate)> = if c.by_date {
+            from.iter_days()
+                .take_while(|d| *d <= to)
+                .map(|d| (d, d))
+                .collect()
+        } else {
+            vec![(from, to)]
+        };
+        days.into_iter()
+            .map(|(a, b)| {
+                let mut params = vec![
+                    ("site_id".into(), site.to_string()),
+                    ("date_from".into(), a.to_string()),
+                    ("date_till".into(), b.to_string()),
+                ];
+                opt(&mut params, "ac_id", c.ac_id);
+                opt(&mut params, "customer_id", c.customer_id);
+                let mut extra = vec![("site_id".to_string(), json!(site))];
+                extra.extend(period(a, b));
+                Pending {
+                    report: LegacyReport::Stat,
+                    params,
+                    extra,
                 }
-                LegacyReport::Stat => {
-                    for &site in sites {
-                        let days: Vec<(NaiveDate, NaiveDate)> = if c.by_date {
-                            from.iter_days()
-                                .take_while(|d| *d <= to)
-                                .map(|d| (d, d))
-                                .collect()
-                        } else {
-                            vec![(from, to)]
-                        };
-                        for (a, b) in days {
-                            let mut params = vec![
-                                ("site_id".into(), s(&site)),
-                                ("date_from".into(), a.to_string()),
-                                ("date_till".into(), b.to_string()),
-                            ];
-                            opt(&mut params, "ac_id", c.ac_id.map(|v| s(&v)));
-                            opt(&mut params, "customer_id", c.customer_id.map(|v| s(&v)));
-                            let mut extra = vec![("site_id".to_string(), json!(site))];
-                            extra.extend(period(a, b));
-                            self.queue.push_back(Pending {
-                                report,
-                                params,
-                                extra,
-                            });
-                        }
-                    }
-                }
-                LegacyReport::Communication | LegacyReport::Goal => {
-                    for &site in sites {
-                        // The API's date_till is exclusive: the class asks for dateTo + 1 day.
-                        let mut params = vec![
-                            ("site_id".into(), s(&site)),
-                            ("date_from".into(), from.to_string()),
-                            ("date_till".into(), next.to_string()),
-                        ];
-                        opt(&mut params, "ac_id", c.ac_id.map(|v| s(&v)));
-                        opt(&mut params, "tag_id", c.tag_id.map(|v| s(&v)));
-                        if report == LegacyReport::Communication {
-                            opt(&mut params, "show_not_goal", c.show_not_goal.map(|v| s(&v)));
-                            opt(&mut params, "only_first", c.only_first.map(|v| s(&v)));
-                        } else {
-                            opt(&mut params, "customer_id", c.customer_id.map(|v| s(&v)));
-                        }
-                        self.queue.push_back(Pending {
-                            report,
-                            params,
-                            extra: vec![("site_id".to_string(), json!(site))],
-                        });
-                    }
-                }
-                LegacyReport::Call => {
-                    let mut params = vec![
-                        ("date_from".into(), from.to_string()),
-                        ("date_till".into(), next.to_string()),
-                    ];
-                    if !c.site_ids.is_empty() && sites.len() == 1 {
-                        params.push(("site_id".into(), s(&sites[0])));
-                    }
-                    opt(&mut params, "ac_id", c.ac_id.map(|v| s(&v)));
-                    opt(&mut params, "customer_id", c.customer_id.map(|v| s(&v)));
-                    opt(&mut params, "tag_id", c.tag_id.map(|v| s(&v)));
-                    opt(&mut params, "direction", c.direction.clone());
-                    opt(&mut params, "numa", c.numa.clone());
-                    opt(&mut params, "numb", c.numb.clone());
-                    self.queue.push_back(Pending {
-                        report,
-                        params,
-                        extra: Vec::new(),
-                    });
-                }
-            }
+            })
+            .collect()
+    }
+
+    /// `getCommunicationStats` / `getGoalStats` of one site.
+    fn site_request(
+        &self,
+        report: LegacyReport,
+        site: u64,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Pending {
+        let c = &self.cfg;
+        // The API's date_till is exclusive: the class asks for dateTo + 1 day.
+        let mut params = vec![
+            ("site_id".into(), site.to_string()),
+            ("date_from".into(), from.to_string()),
+            ("date_till".into(), (to + Days::new(1)).to_string()),
+        ];
+        opt(&mut params, "ac_id", c.ac_id);
+        opt(&mut params, "tag_id", c.tag_id);
+        if report == LegacyReport::Communication {
+            opt(&mut params, "show_not_goal", c.show_not_goal);
+            opt(&mut params, "only_first", c.only_first);
+        } else {
+            opt(&mut params, "customer_id", c.customer_id);
+        }
+        Pending {
+            report,
+            params,
+            extra: vec![("site_id".to_string(), json!(site))],
+        }
+    }
+
+    /// `getCallStats`, for every site at once (or the one site asked for).
+    fn call_request(&self, sites: &[u64], from: NaiveDate, to: NaiveDate) -> Pending {
+        let c = &self.cfg;
+        let mut params = vec![
+            ("date_from".into(), from.to_string()),
+            ("date_till".into(), (to + Days::new(1)).to_string()),
+        ];
+        if !c.site_ids.is_empty() && sites.len() == 1 {
+            params.push(("site_id".into(), sites[0].to_string()));
+        }
+        opt(&mut params, "ac_id", c.ac_id);
+        opt(&mut params, "customer_id", c.customer_id);
+        opt(&mut params, "tag_id", c.tag_id);
+        opt(&mut params, "direction", c.direction.clone());
+        opt(&mut params, "numa", c.numa.clone());
+        opt(&mut params, "numb", c.numb.clone());
+        Pending {
+            report: LegacyReport::Call,
+            params,
+            extra: Vec::new(),
         }
     }
 }
