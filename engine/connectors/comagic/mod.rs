@@ -1,6 +1,11 @@
 //! CoMagic (UIS, CallGear): the Data API v2.0 (JSON-RPC; reports and sale tags) and the legacy
 //! REST API v1 (session key; the statistics methods of seed 004), their emulators, and the
-//! components seeds 003 and 004 need.
+//! components seeds 003 and 004 need. One file per client and per component, named after its
+//! `type:`:
+//! - `data_api` (connection and client), `report` (source), `phone_store` (source: seed 003's
+//!   store), `find_communication` (step: the call an order came from), `tag_sales` (sink: the
+//!   sale on it); `report_reader` and `calls` are what they share;
+//! - `legacy_api` (connection and client), `legacy_stats` (source: seed 004).
 
 mod calls;
 pub mod data_api;
