@@ -108,37 +108,15 @@ pub async fn run(
         "log": report.log,
     });
     journal.finish(&summary)?;
-    let mut rendered_value = None;
-    if let Some(template) = &pipeline.journal {
-        let value = render_journal(template, &ctx, &summary)?;
-        let rendered = redact(&serde_json::to_string_pretty(&value).unwrap_or_default());
-        rendered_value = serde_json::from_str(&rendered).ok();
-        match (&opts.journal, to_stdout) {
-            (_, true) => println!("{rendered}"),
-            (Some(path), false) => std::fs::write(path, format!("{rendered}\n"))
-                .map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
-            (None, false) => {}
-        }
+    let rendered_value = match &pipeline.journal {
+        Some(template) => Some(write_rendered_journal(template, &ctx, &summary, opts)?),
+        None => None,
     }
+    .flatten();
     if let (Some(s), Some(id)) = (&store, run_id) {
         s.run_finished(id, summary["status"].as_str().unwrap_or_default(), &summary)?;
     }
-    let headline = format!(
-        "{}: {} in {:.1}s: {} records: {}{}",
-        pipeline.name,
-        if aborted.is_some() {
-            "ABORTED"
-        } else {
-            "finished"
-        },
-        clock.elapsed().as_secs_f64(),
-        journal.counts.total(),
-        journal.counts,
-        aborted
-            .as_ref()
-            .map(|f| format!("\n  error: {}", redact(&f.to_string())))
-            .unwrap_or_default()
-    );
+    let headline = headline(&pipeline.name, &journal, aborted.as_ref(), clock.elapsed());
     if to_stdout {
         journal.print(&mut std::io::stderr().lock(), &headline);
     } else {
@@ -151,6 +129,30 @@ pub async fn run(
         summary,
         journal: rendered_value,
     })
+}
+
+/// The closing line of the printed summary: `<pipeline>: finished in 1.2s: 8 records: ...`.
+fn headline(
+    name: &str,
+    journal: &Journal,
+    aborted: Option<&Fatal>,
+    elapsed: std::time::Duration,
+) -> String {
+    format!(
+        "{}: {} in {:.1}s: {} records: {}{}",
+        name,
+        if aborted.is_some() {
+            "ABORTED"
+        } else {
+            "finished"
+        },
+        elapsed.as_secs_f64(),
+        journal.counts.total(),
+        journal.counts,
+        aborted
+            .map(|f| format!("\n  error: {}", redact(&f.to_string())))
+            .unwrap_or_default()
+    )
 }
 
 /// How long a source may take to close (end a session) once the run is over.
@@ -175,6 +177,26 @@ pub async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Render the pipeline's `journal:` template and write it where `--journal` says (`-`: standard
+/// output); the rendered value is what `etl serve` answers.
+fn write_rendered_journal(
+    template: &crate::expr::Template,
+    ctx: &RunCtx,
+    summary: &serde_json::Value,
+    opts: &RunOptions,
+) -> Result<Option<serde_json::Value>, String> {
+    let value = render_journal(template, ctx, summary)?;
+    let rendered = redact(&serde_json::to_string_pretty(&value).unwrap_or_default());
+    let to_stdout = opts.journal.as_deref() == Some(std::path::Path::new("-"));
+    match (&opts.journal, to_stdout) {
+        (_, true) => println!("{rendered}"),
+        (Some(path), false) => std::fs::write(path, format!("{rendered}\n"))
+            .map_err(|e| format!("cannot write journal {}: {e}", path.display()))?,
+        (None, false) => {}
+    }
+    Ok(serde_json::from_str(&rendered).ok())
 }
 
 /// The pipeline's own journal shape (e.g. seed 003's `{"success": ..., "journal": {...}}`).
