@@ -51,6 +51,9 @@ pub enum Kind {
 /// happened).
 pub type B24Error = ConnectorError<B24Rejection>;
 
+/// The name failures are reported under.
+pub const SYSTEM: &str = "Bitrix24";
+
 /// The portal's error code and description.
 #[derive(Clone, Debug)]
 pub struct B24Rejection {

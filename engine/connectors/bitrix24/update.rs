@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::client::{B24Error, Client, Kind};
+use super::client::{B24Error, Client, Kind, SYSTEM};
 use crate::config::{BuildCtx, ConnectionRef, component::SinkConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
@@ -185,7 +185,7 @@ impl Sink for UpdateSink {
                     out.extend(chunk.iter().map(|_| Err(reason.clone())));
                 }
                 Err(e @ B24Error::Unavailable(_)) => {
-                    return Err(Fatal::unavailable("Bitrix24", e.to_string()));
+                    return Err(e.fatal(SYSTEM));
                 }
             }
         }
@@ -208,10 +208,7 @@ impl UpdateSink {
         why: &str,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
         tracing::warn!(method = %self.method, "update batch outcome unknown ({}); checking before any retry", crate::secrets::redact(why));
-        let applied = self
-            .applied(chunk)
-            .await
-            .map_err(|e| Fatal::unavailable("Bitrix24", e.to_string()))?;
+        let applied = self.applied(chunk).await.map_err(|e| e.fatal(SYSTEM))?;
         let missing: Vec<&Write> = chunk
             .iter()
             .zip(&applied)
