@@ -259,6 +259,17 @@ pub fn current_scope() -> (Vec<String>, Vec<String>) {
     }
 }
 
+/// A template serialises as its source text (a literal as its value), so serde defaults show up
+/// in the JSON schema as `default`.
+impl serde::Serialize for Template {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0.compiled {
+            Compiled::Literal(value) => value.serialize(s),
+            _ => s.serialize_str(&self.0.source),
+        }
+    }
+}
+
 impl schemars::JsonSchema for Template {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Template".into()

@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::client::{B24Error, BatchResult, Client, Kind, is_refusal};
+use super::client::{B24Error, BatchResult, Client, Kind, SYSTEM, is_refusal};
 use crate::config::{BuildCtx, ConnectionRef, component::SourceConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Record, RunCtx, Source};
@@ -195,7 +195,7 @@ struct ListSource {
 }
 
 fn unavailable(e: B24Error) -> Fatal {
-    Fatal::unavailable("Bitrix24", e.to_string())
+    e.fatal(SYSTEM)
 }
 
 fn as_text(v: &Json) -> String {

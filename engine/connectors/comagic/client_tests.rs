@@ -7,9 +7,11 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value as Json, json};
 
-use super::dataapi::*;
+use super::data_api::*;
 use super::emulator::*;
+use super::report_reader::*;
 use crate::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
+use crate::connectors::http::transport::Transport;
 
 fn t(s: &str) -> NaiveDateTime {
     parse_time(s, false).unwrap()
@@ -21,8 +23,10 @@ fn connection(emu: &DataApiEmulator, key: bool) -> DataApiConnection {
         access_token: key.then(|| emu.token().to_string()),
         login: Some(emu.config().login.clone()),
         password: Some(emu.config().password.clone()),
-        timeout_secs: 1,
-        retries: 2,
+        transport: Transport {
+            timeout_secs: 1,
+            retries: 2,
+        },
         max_wait_secs: 30,
         limit_wait_secs: 1,
         reserve_points: 0,
@@ -158,7 +162,7 @@ async fn login_tokens_are_renewed_once_permanent_keys_are_not() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, CallError::Rpc(r) if r.mnemonic == "access_token_expired"),
+        matches!(&e, CallError::Rejected(r) if r.mnemonic == "access_token_expired"),
         "{e}"
     );
     api.logout().await;
@@ -245,7 +249,7 @@ async fn reads_are_retried_writes_with_unknown_outcome_are_not() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, CallError::Rpc(r) if r.is_params() && r.field.as_deref() == Some("date_time")),
+        matches!(&e, CallError::Rejected(r) if r.is_params() && r.field.as_deref() == Some("date_time")),
         "{e}"
     );
 
@@ -271,8 +275,10 @@ fn missing_credentials_are_a_configuration_error() {
         access_token: Some(String::new()),
         login: None,
         password: None,
-        timeout_secs: 1,
-        retries: 0,
+        transport: Transport {
+            timeout_secs: 1,
+            retries: 0,
+        },
         max_wait_secs: 1,
         limit_wait_secs: 1,
         reserve_points: 0,

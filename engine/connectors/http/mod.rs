@@ -6,6 +6,7 @@ pub mod client;
 pub mod emulator_kit;
 pub mod orders_emulator;
 mod source;
+pub mod transport;
 
 use crate::config::Registry;
 

@@ -7,23 +7,22 @@
 //! dropped connection, 5xx, -32603) the caller gets [`CallError::Unknown`] and must look before
 //! trying again (`set.tag_sales` makes a new sale on every call).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDateTime;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
-use crate::runtime::Fatal;
+use crate::connectors::http::transport::Transport;
+use crate::runtime::error::ConnectorError;
 
 /// The name failures are reported under.
 pub const SYSTEM: &str = "CoMagic Data API";
-const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// CoMagic / UIS / CallGear Data API v2.0.
 #[derive(Deserialize, JsonSchema)]
@@ -45,33 +44,25 @@ pub struct DataApiConnection {
     #[serde(default)]
     #[schemars(example = &"${secret:COMAGIC_PASSWORD:-}")]
     pub password: Option<String>,
-    /// Seconds before a request is abandoned. A write abandoned this way is checked before it
-    /// is tried again.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Retries of a request that failed in transport (reads; writes only when provably not sent).
-    #[serde(default = "default_retries")]
-    pub retries: usize,
+    #[serde(flatten)]
+    pub transport: Transport<30, 3>,
     /// Longest single wait for the point budget; a daily budget that resets later ends the run.
     #[serde(default = "default_max_wait")]
+    #[schemars(range(min = 1))]
     pub max_wait_secs: u64,
     /// Wait after an unexpected -32029 when the reply does not say when the budget resets.
     #[serde(default = "default_limit_wait")]
+    #[schemars(range(min = 1))]
     pub limit_wait_secs: u64,
     /// Points per minute left for other users of the account (calls wait when fewer remain).
     #[serde(default)]
     pub reserve_points: u32,
     /// Largest `offset` the API accepts; longer reports are read in shorter windows.
     #[serde(default = "default_max_offset")]
+    #[schemars(range(min = 1))]
     pub max_offset: u64,
 }
 
-fn default_timeout() -> u64 {
-    30
-}
-fn default_retries() -> usize {
-    3
-}
 fn default_max_wait() -> u64 {
     900
 }
@@ -147,38 +138,12 @@ impl std::fmt::Display for RpcError {
     }
 }
 
-/// Why a call did not give a result.
-#[derive(Clone, Debug)]
-pub enum CallError {
-    /// CoMagic answered with an error (after waiting out budgets and one re-login).
-    Rpc(RpcError),
-    /// The service could not be reached, or a read kept failing: nothing was done.
-    Unavailable(String),
-    /// A write was sent but its outcome is unknown (timeout, dropped connection, 5xx, -32603).
-    Unknown(String),
-    /// The point budget is spent for longer than `max_wait_secs`.
-    Budget(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Rpc(e) => write!(f, "{e}"),
-            CallError::Unavailable(m) | CallError::Budget(m) => f.write_str(m),
-            CallError::Unknown(m) => write!(f, "outcome unknown: {m}"),
-        }
-    }
-}
-
-impl CallError {
-    /// This error as the end of the run.
-    pub fn fatal(&self, method: &str) -> Fatal {
-        match self {
-            CallError::Budget(m) => Fatal::other(format!("{SYSTEM}: {m}")),
-            other => Fatal::unavailable(SYSTEM, format!("{method}: {other}")),
-        }
-    }
-}
+/// Why a call did not give a result, in the shared vocabulary: `Rejected` (CoMagic answered
+/// with an error, after waiting out budgets and one re-login), `Unavailable` (the service could
+/// not be reached, a read kept failing, or the point budget is spent for longer than
+/// `max_wait_secs`: nothing was done), `Unknown` (a write was sent but its outcome is unknown:
+/// timeout, dropped connection, 5xx, -32603).
+pub type CallError = ConnectorError<RpcError>;
 
 /// Whether a call may be repeated after a transport failure.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -254,7 +219,8 @@ pub struct DataApi {
     pub stats: ClientStats,
 }
 
-enum Sent {
+/// How one request went.
+enum Exchange {
     /// The request did not leave (connection refused, DNS): safe to repeat.
     NotSent(String),
     /// Sent, no usable answer.
@@ -298,7 +264,7 @@ impl DataApi {
         Ok(DataApi {
             url: opts.url.trim().to_string(),
             auth,
-            http: client::client(Duration::from_secs(opts.timeout_secs.max(1))),
+            http: client::client(opts.transport.timeout()),
             session: tokio::sync::Mutex::new(Session::default()),
             stats: ClientStats::default(),
             opts,
@@ -322,11 +288,13 @@ impl DataApi {
             let mut p = params.clone();
             p.insert("access_token".into(), Json::String(token));
             let answer = match self.send(&mut s, method, p).await {
-                Sent::Answer(a) => a,
-                Sent::Failed(m) if effect == Effect::Write => return Err(CallError::Unknown(m)),
-                Sent::NotSent(m) | Sent::Failed(m) => {
+                Exchange::Answer(a) => a,
+                Exchange::Failed(m) if effect == Effect::Write => {
+                    return Err(CallError::Unknown(m));
+                }
+                Exchange::NotSent(m) | Exchange::Failed(m) => {
                     transport_failures += 1;
-                    if transport_failures > self.opts.retries {
+                    if transport_failures > self.opts.transport.retries {
                         return Err(CallError::Unavailable(m));
                     }
                     tokio::time::sleep(backoff(transport_failures)).await;
@@ -339,7 +307,7 @@ impl DataApi {
                     (-32029, _) => {
                         limit_waits += 1;
                         if limit_waits > 5 {
-                            return Err(CallError::Rpc(e));
+                            return Err(CallError::Rejected(e));
                         }
                         self.wait_after_limit(&mut s, &e).await?;
                         continue;
@@ -349,8 +317,8 @@ impl DataApi {
                     }
                     (-32603, _) => {
                         transport_failures += 1;
-                        if transport_failures > self.opts.retries {
-                            return Err(CallError::Rpc(e));
+                        if transport_failures > self.opts.transport.retries {
+                            return Err(CallError::Rejected(e));
                         }
                         tokio::time::sleep(backoff(transport_failures)).await;
                         continue;
@@ -363,7 +331,7 @@ impl DataApi {
                         s.token = None;
                         continue;
                     }
-                    _ => return Err(CallError::Rpc(e)),
+                    _ => return Err(CallError::Rejected(e)),
                 }
             }
             let Some(result) = answer.get("result") else {
@@ -393,7 +361,7 @@ impl DataApi {
     }
 
     /// One POST; classifies what happened.
-    async fn send(&self, s: &mut Session, method: &str, params: Map<String, Json>) -> Sent {
+    async fn send(&self, s: &mut Session, method: &str, params: Map<String, Json>) -> Exchange {
         s.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": s.next_id, "method": method, "params": params});
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -409,19 +377,19 @@ impl DataApi {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Sent::NotSent(client::describe(&e)),
-            Err(e) => return Sent::Failed(client::describe(&e)),
+            Err(e) if e.is_connect() => return Exchange::NotSent(client::describe(&e)),
+            Err(e) => return Exchange::Failed(client::describe(&e)),
         };
         let status = resp.status().as_u16();
         let text = match resp.text().await {
             Ok(t) => t,
-            Err(e) => return Sent::Failed(client::describe(&e)),
+            Err(e) => return Exchange::Failed(client::describe(&e)),
         };
         match serde_json::from_str::<Json>(&text) {
-            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => Sent::Answer(v),
+            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => Exchange::Answer(v),
             _ => {
                 let snippet: String = text.trim().chars().take(200).collect();
-                Sent::Failed(crate::secrets::redact(&format!("HTTP {status}: {snippet}")))
+                Exchange::Failed(crate::secrets::redact(&format!("HTTP {status}: {snippet}")))
             }
         }
     }
@@ -445,10 +413,10 @@ impl DataApi {
         let mut failures = 0;
         let answer = loop {
             match self.send(s, "login.user", p.clone()).await {
-                Sent::Answer(a) => break a,
-                Sent::NotSent(m) | Sent::Failed(m) => {
+                Exchange::Answer(a) => break a,
+                Exchange::NotSent(m) | Exchange::Failed(m) => {
                     failures += 1;
-                    if failures > self.opts.retries {
+                    if failures > self.opts.transport.retries {
                         return Err(CallError::Unavailable(format!("login.user: {m}")));
                     }
                     tokio::time::sleep(backoff(failures)).await;
@@ -456,7 +424,7 @@ impl DataApi {
             }
         };
         if let Some(e) = answer.get("error") {
-            return Err(CallError::Rpc(RpcError::from_json(e)));
+            return Err(CallError::Rejected(RpcError::from_json(e)));
         }
         let data = answer
             .get("result")
@@ -490,7 +458,7 @@ impl DataApi {
         if l.day_remaining < need && since < Duration::from_secs(l.day_reset) {
             let wait = Duration::from_secs(l.day_reset) - since + MARGIN;
             if wait > Duration::from_secs(self.opts.max_wait_secs) {
-                return Err(CallError::Budget(format!(
+                return Err(CallError::Unavailable(format!(
                     "the daily point budget is spent ({} left, {method} needs {need}); it resets in {}",
                     l.day_remaining,
                     human(wait)
@@ -517,7 +485,7 @@ impl DataApi {
             Some(l) if l.day_remaining == 0 => {
                 let w = Duration::from_secs(l.day_reset).saturating_sub(l.at.elapsed()) + MARGIN;
                 if w > Duration::from_secs(self.opts.max_wait_secs) {
-                    return Err(CallError::Budget(format!(
+                    return Err(CallError::Unavailable(format!(
                         "the daily point budget is spent; it resets in {}",
                         human(w)
                     )));
@@ -565,6 +533,11 @@ impl DataApi {
     }
 
     /// Log out a `login.user` token (nothing to do with a permanent key).
+    /// Largest `offset` the API accepts (longer reports are read in shorter windows).
+    pub fn max_offset(&self) -> u64 {
+        self.opts.max_offset
+    }
+
     pub async fn logout(&self) {
         let mut s = self.session.lock().await;
         if let (Some(token), Auth::Login { .. }) = (s.token.take(), &self.auth) {
@@ -590,188 +563,5 @@ fn human(d: Duration) -> String {
         format!("{:.0} min", s / 60.0)
     } else {
         format!("{:.1} h", s / 3600.0)
-    }
-}
-
-/// `YYYY-MM-DD hh:mm:ss`.
-pub fn format_time(t: &NaiveDateTime) -> String {
-    t.format(TIME_FORMAT).to_string()
-}
-
-/// A report time: `YYYY-MM-DD hh:mm:ss`, ISO 8601 (its local time), or a date (its start, or
-/// with `end_of_day` its last second).
-pub fn parse_time(text: &str, end_of_day: bool) -> Result<NaiveDateTime, String> {
-    let t = text.trim();
-    if let Ok(v) = NaiveDateTime::parse_from_str(t, TIME_FORMAT) {
-        return Ok(v);
-    }
-    if let Ok(v) = chrono::DateTime::parse_from_rfc3339(t) {
-        return Ok(v.naive_local());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        let time = if end_of_day {
-            chrono::NaiveTime::from_hms_opt(23, 59, 59)
-        } else {
-            Some(chrono::NaiveTime::MIN)
-        };
-        return Ok(d.and_time(time.expect("valid time")));
-    }
-    Err(format!(
-        "invalid date-time \"{t}\": expected YYYY-MM-DD hh:mm:ss, YYYY-MM-DD or ISO 8601"
-    ))
-}
-
-/// `[from, till]` in windows of at most 3 calendar months (the API's limit), in order.
-pub fn split_range(
-    from: NaiveDateTime,
-    till: NaiveDateTime,
-) -> Vec<(NaiveDateTime, NaiveDateTime)> {
-    let mut out = Vec::new();
-    let mut start = from;
-    while start <= till {
-        let limit = start
-            .checked_add_months(chrono::Months::new(3))
-            .unwrap_or(till)
-            - chrono::Duration::seconds(1);
-        let end = limit.min(till);
-        out.push((start, end));
-        start = end + chrono::Duration::seconds(1);
-    }
-    out
-}
-
-/// `[from, till]` in `n` windows of equal length.
-fn split_even(
-    from: NaiveDateTime,
-    till: NaiveDateTime,
-    n: u64,
-) -> Vec<(NaiveDateTime, NaiveDateTime)> {
-    let secs = (till - from).num_seconds().max(0) as u64 + 1;
-    let n = n.clamp(1, secs);
-    let step = secs.div_ceil(n);
-    let mut out = Vec::new();
-    let mut start = from;
-    while start <= till {
-        let end = (start + chrono::Duration::seconds(step as i64 - 1)).min(till);
-        out.push((start, end));
-        start = end + chrono::Duration::seconds(1);
-    }
-    out
-}
-
-/// Reads one `get.*_report` over any window, page by page.
-pub struct ReportReader {
-    api: Arc<DataApi>,
-    method: String,
-    params: Map<String, Json>,
-    page_size: u64,
-    windows: VecDeque<(NaiveDateTime, NaiveDateTime)>,
-    current: Option<(NaiveDateTime, NaiveDateTime, u64)>,
-    /// Requests made, windows read.
-    pub requests: u64,
-}
-
-impl ReportReader {
-    /// `params` are the report's own (`fields`, `filter`, `sort`); dates, `limit` and `offset`
-    /// are added here.
-    pub fn new(
-        api: Arc<DataApi>,
-        method: &str,
-        from: NaiveDateTime,
-        till: NaiveDateTime,
-        params: Map<String, Json>,
-        page_size: u64,
-    ) -> ReportReader {
-        ReportReader {
-            api,
-            method: method.to_string(),
-            params,
-            page_size: page_size.clamp(1, 10_000),
-            windows: split_range(from, till).into(),
-            current: None,
-            requests: 0,
-        }
-    }
-
-    /// The next page of rows; `None` when every window is read.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<Json>>, CallError> {
-        loop {
-            let (from, till, offset) = match self.current {
-                Some(c) => c,
-                None => match self.windows.pop_front() {
-                    Some((f, t)) => (f, t, 0),
-                    None => return Ok(None),
-                },
-            };
-            let mut p = self.params.clone();
-            p.insert("date_from".into(), json!(format_time(&from)));
-            p.insert("date_till".into(), json!(format_time(&till)));
-            p.insert("limit".into(), json!(self.page_size));
-            p.insert("offset".into(), json!(offset));
-            let reply = self.api.call(&self.method, p, Effect::Read).await?;
-            self.requests += 1;
-            let rows = match reply.data {
-                Json::Array(rows) => rows,
-                Json::Null => Vec::new(),
-                other => vec![other],
-            };
-            let total = reply.total_items.unwrap_or(offset + rows.len() as u64);
-            let reach = self.api.opts.max_offset + self.page_size;
-            if offset == 0 && total > reach && till > from {
-                // Offsets cannot reach the end of this window: read it in shorter ones.
-                let parts = split_even(from, till, total.div_ceil(reach) + 1);
-                for w in parts.into_iter().rev() {
-                    self.windows.push_front(w);
-                }
-                self.current = None;
-                continue;
-            }
-            let next = offset + rows.len() as u64;
-            self.current = if rows.is_empty() || next >= total {
-                None
-            } else {
-                Some((from, till, next))
-            };
-            return Ok(Some(rows));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> NaiveDateTime {
-        parse_time(s, false).unwrap()
-    }
-
-    #[test]
-    fn long_ranges_split_into_three_month_windows() {
-        let w = split_range(t("2025-01-01 00:00:00"), t("2025-12-31 23:59:59"));
-        assert_eq!(w.len(), 4);
-        assert_eq!(w[0], (t("2025-01-01 00:00:00"), t("2025-03-31 23:59:59")));
-        assert_eq!(w[1].0, t("2025-04-01 00:00:00"));
-        assert_eq!(w[3].1, t("2025-12-31 23:59:59"));
-        assert_eq!(
-            split_range(t("2025-01-01 00:00:00"), t("2025-01-02 00:00:00")).len(),
-            1
-        );
-        let even = split_even(t("2025-01-01 00:00:00"), t("2025-01-01 00:00:09"), 3);
-        assert_eq!(
-            even,
-            vec![
-                (t("2025-01-01 00:00:00"), t("2025-01-01 00:00:03")),
-                (t("2025-01-01 00:00:04"), t("2025-01-01 00:00:07")),
-                (t("2025-01-01 00:00:08"), t("2025-01-01 00:00:09")),
-            ]
-        );
-        assert_eq!(
-            parse_time("2025-02-03", true).unwrap(),
-            t("2025-02-03 23:59:59")
-        );
-        assert_eq!(
-            parse_time("2025-02-03T10:00:00+03:00", false).unwrap(),
-            t("2025-02-03 10:00:00")
-        );
     }
 }

@@ -7,7 +7,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::dataapi::{DataApi, ReportReader, parse_time};
+use super::data_api::{DataApi, SYSTEM};
+use super::report_reader::{ReportReader, parse_time};
 use crate::config::component::SourceConfig;
 use crate::config::{BuildCtx, ConnectionRef};
 use crate::expr::{JsonPath, Template};
@@ -44,6 +45,7 @@ pub struct ReportSourceConfig {
     pub sort: Option<Json>,
     /// Rows per request (at most 10000).
     #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 10000))]
     pub page_size: u64,
     /// `get.calls_report` only: include calls still in progress.
     #[serde(default)]
@@ -171,7 +173,11 @@ impl Source for ReportSource {
     async fn next_batch(&mut self, _: &RunCtx) -> Result<Option<Vec<Record>>, Fatal> {
         let reader = self.reader.as_mut().expect("opened");
         let method = self.cfg.method.name();
-        let Some(rows) = reader.next_page().await.map_err(|e| e.fatal(method))? else {
+        let Some(rows) = reader
+            .next_page()
+            .await
+            .map_err(|e| e.fatal_in(SYSTEM, method))?
+        else {
             return Ok(None);
         };
         let batch = rows
