@@ -8,8 +8,8 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value as Json, json};
 
 use super::dataapi::*;
-use super::emulator::*;
-use crate::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
+use emulators::comagic::*;
+use emulators::kit::{Fault, FaultRule, Scope};
 
 fn t(s: &str) -> NaiveDateTime {
     parse_time(s, false).unwrap()

@@ -670,7 +670,7 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::bitrix24::emulator::data::Portal;
+    use crate::bitrix24::data::Portal;
     use serde_json::json;
 
     fn portal() -> Portal {
@@ -681,7 +681,7 @@ mod tests {
                 json!({
                     "ID": i, "NAME": format!("Name{i}"), "LAST_NAME": if i % 2 == 0 { "Even" } else { "odd" },
                     "ASSIGNED_BY_ID": (i % 3).to_string(),
-                    "DATE_MODIFY": crate::connectors::bitrix24::emulator::dates::format_ts(1_717_225_200 + (i as i64) * 3600, 3 * 3600),
+                    "DATE_MODIFY": crate::bitrix24::dates::format_ts(1_717_225_200 + (i as i64) * 3600, 3 * 3600),
                     "UF_CRM_1470852549": if i % 10 == 0 { json!([48, 12708]) } else { json!([48]) },
                     "PHONE": if i == 7 { json!([{"VALUE": "+7 926 000"}]) } else { json!(null) },
                     "UF_CRM_SYNC_STATUS": if i < 5 { "" } else { "ok" },

@@ -22,7 +22,7 @@ use chrono::{Days, NaiveDate, NaiveDateTime};
 use serde_json::{Value as Json, json};
 
 use super::data::Rng;
-use crate::connectors::http::emulator_kit::{self, Conn, Faults, ServerThread};
+use crate::kit::{self, Conn, Faults, ServerThread};
 
 #[derive(Clone, Debug)]
 pub struct LegacyConfig {
@@ -476,7 +476,7 @@ async fn handle(
         let (status, body) = shared.process(&method, &path, &params);
         (status, axum::Json(body)).into_response()
     };
-    emulator_kit::respond(
+    kit::respond(
         &shared.faults,
         &kind,
         write,

@@ -25,7 +25,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value as Json, json};
 
 use super::data::Rng;
-use crate::connectors::http::emulator_kit::{self, Conn, Faults, ServerThread};
+use crate::kit::{self, Conn, Faults, ServerThread};
 
 /// The system «Продажа» (sale) tag.
 pub const SALE_TAG_ID: u64 = 547;
@@ -1236,7 +1236,7 @@ impl Shared {
 
 fn now_local() -> NaiveDateTime {
     chrono::Utc::now()
-        .with_timezone(&crate::connectors::http::orders_emulator::moscow())
+        .with_timezone(&crate::orders::moscow())
         .naive_local()
 }
 
@@ -1484,7 +1484,7 @@ async fn handle(
         );
         resp
     };
-    emulator_kit::respond(
+    kit::respond(
         &shared.faults,
         &rpc_method,
         write,
@@ -1673,7 +1673,7 @@ pub async fn serve_forever(
     calls: Vec<Call>,
     listener: tokio::net::TcpListener,
 ) -> io::Result<()> {
-    emulator_kit::serve(listener, router(shared(config, calls))).await
+    kit::serve(listener, router(shared(config, calls))).await
 }
 
 /// The ids of the sales made (for assertions on duplicates).

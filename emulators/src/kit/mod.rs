@@ -471,6 +471,28 @@ impl Drop for ServerThread {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM (never, where signals cannot be listened to): how a process
+/// that only serves emulators (`etl emulate`) knows to stop.
+pub async fn until_interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// A reqwest client for tests. reqwest is built with `rustls-no-provider`, so even a plain-HTTP
 /// client panics on `build()` until a rustls crypto provider is installed; install ring once.
 #[cfg(test)]

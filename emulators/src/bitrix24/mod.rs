@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use etl::connectors::bitrix24::emulator::{Emulator, EmulatorConfig, Fault, Portal};
+//! use emulators::bitrix24::{Emulator, EmulatorConfig, Fault, Portal};
 //! let emu = Emulator::start(EmulatorConfig::default(), Portal::demo()).await?;
 //! let url = emu.webhook_url(); // http://127.0.0.1:PORT/rest/1/CODE/
 //! emu.faults().push(Fault::InternalError);
