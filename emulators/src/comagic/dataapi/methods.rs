@@ -63,99 +63,10 @@ impl Shared {
         p: &Map<String, Json>,
         report: Report,
     ) -> Result<(Json, Option<u64>), RpcErr> {
-        let from = time_param(p, "date_from")?;
-        let till = time_param(p, "date_till")?;
-        if till < from {
-            return Err(param_err(
-                "invalid_parameters_combination",
-                "date_till",
-                p["date_till"].clone(),
-                "date_till is earlier than date_from",
-            ));
-        }
-        if till
-            > from
-                .checked_add_months(chrono::Months::new(3))
-                .unwrap_or(from)
-        {
-            return Err(param_err(
-                "date_interval_limit_reached",
-                "date_till",
-                p["date_till"].clone(),
-                "The date interval must not exceed 3 months",
-            ));
-        }
+        let (from, till) = report_window(p)?;
         let (limit, offset) = self.paging(p)?;
-        let fields: Vec<String> = match p.get("fields") {
-            None | Some(Json::Null) => report
-                .default_fields()
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            Some(Json::Array(list)) => {
-                let mut out = Vec::new();
-                for f in list {
-                    let name = f.as_str().unwrap_or_default();
-                    if !report.fields().contains(&name) {
-                        return Err(param_err(
-                            "invalid_parameter_value",
-                            "fields",
-                            f.clone(),
-                            format!("Unknown field: {f}"),
-                        ));
-                    }
-                    out.push(name.to_string());
-                }
-                out
-            }
-            Some(other) => {
-                return Err(param_err(
-                    "data_type_error",
-                    "fields",
-                    other.clone(),
-                    "fields must be an array",
-                ));
-            }
-        };
-        let sort: Vec<(String, bool)> = match p.get("sort") {
-            None | Some(Json::Null) => Vec::new(),
-            Some(Json::Array(list)) => {
-                let mut out = Vec::new();
-                for s in list {
-                    let field = s.get("field").and_then(Json::as_str).unwrap_or_default();
-                    if !report.sortable(field) {
-                        return Err(param_err(
-                            "sort_prohibited",
-                            "sort",
-                            s.clone(),
-                            format!("Sorting by {field} is not allowed"),
-                        ));
-                    }
-                    let desc = match s.get("order").and_then(Json::as_str).unwrap_or("asc") {
-                        "asc" => false,
-                        "desc" => true,
-                        o => {
-                            return Err(param_err(
-                                "invalid_parameter_value",
-                                "sort",
-                                json!(o),
-                                "order is asc or desc",
-                            ));
-                        }
-                    };
-                    out.push((field.to_string(), desc));
-                }
-                out
-            }
-            Some(other) => {
-                return Err(param_err(
-                    "data_type_error",
-                    "sort",
-                    other.clone(),
-                    "sort must be an array",
-                ));
-            }
-        };
+        let fields = report_fields(p, report)?;
+        let sort = report_sort(p, report)?;
         // Candidates: the time window (calls are sorted by time), narrowed by a phone index when
         // the filter pins contact_phone_number.
         let lo = w.calls.partition_point(|c| c.start_time < from);
@@ -189,27 +100,7 @@ impl Shared {
             }
             hits.push(i);
         }
-        for (field, desc) in sort.iter().rev() {
-            // Calls are kept in time order: sorting by time needs no comparisons.
-            if field == report.time_field() {
-                if *desc {
-                    hits.reverse();
-                }
-                continue;
-            }
-            hits.sort_by(|a, b| {
-                let (x, y) = (
-                    w.calls[*a].field(field, report),
-                    w.calls[*b].field(field, report),
-                );
-                let o = compare(
-                    x.as_ref().unwrap_or(&Json::Null),
-                    y.as_ref().unwrap_or(&Json::Null),
-                )
-                .unwrap_or(std::cmp::Ordering::Equal);
-                if *desc { o.reverse() } else { o }
-            });
-        }
+        sort_hits(&mut hits, &w.calls, &sort, report);
         let total = hits.len() as u64;
         let rows: Vec<Json> = hits
             .into_iter()
@@ -406,5 +297,135 @@ impl Shared {
         let call = self.communication(w, p, true)?;
         call.comments.push(text);
         Ok(json!({"success": true}))
+    }
+}
+
+/// `date_from` and `date_till`: in order and at most 3 months apart.
+fn report_window(p: &Map<String, Json>) -> Result<(NaiveDateTime, NaiveDateTime), RpcErr> {
+    let from = time_param(p, "date_from")?;
+    let till = time_param(p, "date_till")?;
+    if till < from {
+        return Err(param_err(
+            "invalid_parameters_combination",
+            "date_till",
+            p["date_till"].clone(),
+            "date_till is earlier than date_from",
+        ));
+    }
+    if till
+        > from
+            .checked_add_months(chrono::Months::new(3))
+            .unwrap_or(from)
+    {
+        return Err(param_err(
+            "date_interval_limit_reached",
+            "date_till",
+            p["date_till"].clone(),
+            "The date interval must not exceed 3 months",
+        ));
+    }
+    Ok((from, till))
+}
+
+/// `fields`: the report's defaults, or the listed ones if the report has them all.
+fn report_fields(p: &Map<String, Json>, report: Report) -> Result<Vec<String>, RpcErr> {
+    Ok(match p.get("fields") {
+        None | Some(Json::Null) => report
+            .default_fields()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(Json::Array(list)) => {
+            let mut out = Vec::new();
+            for f in list {
+                let name = f.as_str().unwrap_or_default();
+                if !report.fields().contains(&name) {
+                    return Err(param_err(
+                        "invalid_parameter_value",
+                        "fields",
+                        f.clone(),
+                        format!("Unknown field: {f}"),
+                    ));
+                }
+                out.push(name.to_string());
+            }
+            out
+        }
+        Some(other) => {
+            return Err(param_err(
+                "data_type_error",
+                "fields",
+                other.clone(),
+                "fields must be an array",
+            ));
+        }
+    })
+}
+
+/// `sort`: (field, descending) pairs, on fields the report can sort by.
+fn report_sort(p: &Map<String, Json>, report: Report) -> Result<Vec<(String, bool)>, RpcErr> {
+    Ok(match p.get("sort") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(list)) => {
+            let mut out = Vec::new();
+            for s in list {
+                let field = s.get("field").and_then(Json::as_str).unwrap_or_default();
+                if !report.sortable(field) {
+                    return Err(param_err(
+                        "sort_prohibited",
+                        "sort",
+                        s.clone(),
+                        format!("Sorting by {field} is not allowed"),
+                    ));
+                }
+                let desc = match s.get("order").and_then(Json::as_str).unwrap_or("asc") {
+                    "asc" => false,
+                    "desc" => true,
+                    o => {
+                        return Err(param_err(
+                            "invalid_parameter_value",
+                            "sort",
+                            json!(o),
+                            "order is asc or desc",
+                        ));
+                    }
+                };
+                out.push((field.to_string(), desc));
+            }
+            out
+        }
+        Some(other) => {
+            return Err(param_err(
+                "data_type_error",
+                "sort",
+                other.clone(),
+                "sort must be an array",
+            ));
+        }
+    })
+}
+
+/// Sorts the hits by the sort keys, the first key most significant.
+fn sort_hits(hits: &mut [usize], calls: &[Call], sort: &[(String, bool)], report: Report) {
+    for (field, desc) in sort.iter().rev() {
+        // Calls are kept in time order: sorting by time needs no comparisons.
+        if field == report.time_field() {
+            if *desc {
+                hits.reverse();
+            }
+            continue;
+        }
+        hits.sort_by(|a, b| {
+            let (x, y) = (
+                calls[*a].field(field, report),
+                calls[*b].field(field, report),
+            );
+            let o = compare(
+                x.as_ref().unwrap_or(&Json::Null),
+                y.as_ref().unwrap_or(&Json::Null),
+            )
+            .unwrap_or(std::cmp::Ordering::Equal);
+            if *desc { o.reverse() } else { o }
+        });
     }
 }
