@@ -23,8 +23,17 @@ impl Portal {
     /// A portal sized for activity-report benchmarks.
     pub fn report_scale(spec: &ReportScale) -> Portal {
         let mut p = Portal::new();
-        let off = p.offset_secs;
+        // One RNG through every section, in this order, so a seed always gives the same portal.
         let mut rng = StdRng::seed_from_u64(spec.seed);
+        let users = p.scale_people(spec, &mut rng);
+        p.scale_companies(spec, &mut rng, users);
+        p.scale_links(spec, &mut rng);
+        p.scale_activities(spec, &mut rng, users);
+        p
+    }
+
+    /// Departments (a root and children) and users; the number of users.
+    fn scale_people(&mut self, spec: &ReportScale, rng: &mut StdRng) -> u64 {
         // departments: a root and children
         for d in 1..=spec.departments.max(1) as u64 {
             let mut row =
@@ -32,7 +41,7 @@ impl Portal {
             if d > 1 {
                 row.insert("PARENT".into(), json!(((d - 2) / 3 + 1).to_string()));
             }
-            p.insert("department", row);
+            self.insert("department", row);
         }
         let users = spec.users.max(1) as u64;
         for u in 1..=users {
@@ -46,7 +55,7 @@ impl Portal {
             } else {
                 (FEMALE_FIRST[u as usize % 12], LAST[u as usize % 12].1)
             };
-            p.insert(
+            self.insert(
                 "user",
                 obj(json!({"ID": u.to_string(), "ACTIVE": u % 17 != 0, "NAME": first, "LAST_NAME": last, "SECOND_NAME": "",
                     "EMAIL": format!("user{u}@example.ru"), "UF_DEPARTMENT": [dep], "USER_TYPE": "employee", "WORK_POSITION": "Менеджер"})),
@@ -54,10 +63,15 @@ impl Portal {
         }
         for d in 1..=spec.departments.max(1) as u64 {
             let head = rng.random_range(1..=users);
-            p.set_field("department", d, "UF_HEAD", json!(head.to_string()));
+            self.set_field("department", d, "UF_HEAD", json!(head.to_string()));
         }
+        users
+    }
+
+    fn scale_companies(&mut self, spec: &ReportScale, rng: &mut StdRng, users: u64) {
+        let off = self.offset_secs;
         let companies = spec.companies as u64;
-        let t = p.table_mut("company");
+        let t = self.table_mut("company");
         let cols: Vec<usize> = [
             "ID",
             "TITLE",
@@ -93,21 +107,26 @@ impl Portal {
             ];
             insert_cols(t, c, &cols, vals);
         }
-        p.add_bulk_contacts(spec.contacts, spec.seed.wrapping_add(1));
+    }
+
+    /// Contacts and deals, a share of them with a company.
+    fn scale_links(&mut self, spec: &ReportScale, rng: &mut StdRng) {
+        let companies = spec.companies as u64;
+        self.add_bulk_contacts(spec.contacts, spec.seed.wrapping_add(1));
         if companies > 0 {
             for c in 1..=spec.contacts as u64 {
                 if rng.random_bool(0.6) {
                     let co = rng.random_range(1..=companies);
-                    p.set_field("contact", c, "COMPANY_ID", json!(co.to_string()));
-                    p.link_contact_company(c, co, true);
+                    self.set_field("contact", c, "COMPANY_ID", json!(co.to_string()));
+                    self.link_contact_company(c, co, true);
                 }
             }
         }
-        p.add_bulk_deals(spec.deals, spec.seed.wrapping_add(2), false);
+        self.add_bulk_deals(spec.deals, spec.seed.wrapping_add(2), false);
         if companies > 0 {
             for d in 1..=spec.deals as u64 {
                 if rng.random_bool(0.3) {
-                    p.set_field(
+                    self.set_field(
                         "deal",
                         d,
                         "COMPANY_ID",
@@ -116,11 +135,16 @@ impl Portal {
                 }
             }
         }
+    }
+
+    fn scale_activities(&mut self, spec: &ReportScale, rng: &mut StdRng, users: u64) {
+        let off = self.offset_secs;
+        let companies = spec.companies as u64;
         // activities
         let deals = spec.deals as u64;
         let contacts = spec.contacts as u64;
         let now = spec.now;
-        let t = p.table_mut("activity");
+        let t = self.table_mut("activity");
         let names = activity_columns();
         let cols: Vec<usize> = names.iter().map(|c| t.ensure_col(c)).collect();
         for a in 1..=spec.activities as u64 {
@@ -146,7 +170,6 @@ impl Portal {
             );
             insert_cols(t, a, &cols, vals);
         }
-        p
     }
 
     /// Append `n` contacts (IDs continue after the current maximum), deterministic from `seed`.
