@@ -79,35 +79,55 @@ pub struct Running {
 
 type Started = Pin<Box<dyn Future<Output = Result<Running, String>> + Send>>;
 
-/// The table: each system, whether `--sandbox` starts it, and how it is started. The orders
-/// API has no row of its own in the sandbox: the CoMagic row starts it, since its calls are
-/// made to match the orders.
-const SYSTEMS: &[(System, bool, fn(Scale) -> Started)] = &[
-    (System::Bitrix24, true, |_| Box::pin(bitrix24())),
-    (System::Otmechalka, true, |_| Box::pin(otmechalka())),
-    (System::Comagic, true, |s| Box::pin(comagic(s))),
-    (System::Orders, false, |s| Box::pin(orders(s))),
+/// One row of the table.
+struct Row {
+    system: System,
+    /// Whether `--sandbox` starts it.
+    in_sandbox: bool,
+    start: fn(Scale) -> Started,
+}
+
+/// The table. The orders API is not started on its own by `--sandbox`: the CoMagic row starts
+/// it, since its calls are made to match the orders.
+const SYSTEMS: &[Row] = &[
+    Row {
+        system: System::Bitrix24,
+        in_sandbox: true,
+        start: |_| Box::pin(bitrix24()),
+    },
+    Row {
+        system: System::Otmechalka,
+        in_sandbox: true,
+        start: |_| Box::pin(otmechalka()),
+    },
+    Row {
+        system: System::Comagic,
+        in_sandbox: true,
+        start: |s| Box::pin(comagic(s)),
+    },
+    Row {
+        system: System::Orders,
+        in_sandbox: false,
+        start: |s| Box::pin(orders(s)),
+    },
 ];
 
 /// Starts one system.
 pub async fn start(system: System, scale: Scale) -> Result<Running, String> {
-    let (_, _, start) = SYSTEMS
+    let row = SYSTEMS
         .iter()
-        .find(|(s, _, _)| *s == system)
+        .find(|r| r.system == system)
         .expect("every system has a row");
-    start(scale).await
+    (row.start)(scale).await
 }
 
 /// Starts every sandbox system with its demo data; the environment overrides of all of them.
 pub async fn start_all() -> Result<(Vec<(String, String)>, Vec<Running>), String> {
     let mut vars = Vec::new();
     let mut running = Vec::new();
-    for (system, in_sandbox, start) in SYSTEMS {
-        if !in_sandbox {
-            continue;
-        }
-        let name = system.to_possible_value().expect("not skipped");
-        let started = start(Scale::default())
+    for row in SYSTEMS.iter().filter(|r| r.in_sandbox) {
+        let name = row.system.to_possible_value().expect("not skipped");
+        let started = (row.start)(Scale::default())
             .await
             .map_err(|e| format!("cannot start the {} sandbox: {e}", name.get_name()))?;
         vars.extend(started.vars.iter().cloned());

@@ -175,21 +175,26 @@ impl Portal {
             )
         };
         let created = base + i as i64 * 86_400 + (i as i64 * 3_917) % 30_000;
-        let modified = created + if i % 4 == 0 { 3 * 86_400 + 600 } else { 1_800 };
+        let modified = created
+            + if i.is_multiple_of(4) {
+                3 * 86_400 + 600
+            } else {
+                1_800
+            };
         let (phones, emails) = demo_channels(i);
         let status = match i {
             0 | 1 => "Успешно",
             3 => "Не заполнены фамилия и имя ученика",
             _ => "",
         };
-        let company = (i % 2 == 0).then(|| (i / 2) % COMPANIES.len() + 1);
+        let company = i.is_multiple_of(2).then(|| (i / 2) % COMPANIES.len() + 1);
         let mut row = obj(json!({
             "ID": id.to_string(), "HONORIFIC": null, "NAME": name, "SECOND_NAME": "", "LAST_NAME": last, "PHOTO": null,
             "BIRTHDATE": "", "TYPE_ID": "CLIENT", "SOURCE_ID": (["CALL", "WEB", "55", "RECOMMENDATION"][i % 4]),
-            "SOURCE_DESCRIPTION": null, "POST": null, "COMMENTS": if i % 6 == 0 { "комментарий" } else { "" },
+            "SOURCE_DESCRIPTION": null, "POST": null, "COMMENTS": if i.is_multiple_of(6) { "комментарий" } else { "" },
             "OPENED": "Y", "EXPORT": "Y", "HAS_PHONE": if phones.is_empty() { "N" } else { "Y" },
             "HAS_EMAIL": if emails.is_empty() { "N" } else { "Y" }, "HAS_IMOL": "N",
-            "COMPANY_ID": company.map(|c| c.to_string()), "LEAD_ID": (i % 3 == 0).then(|| (133_000 + i * 17).to_string()),
+            "COMPANY_ID": company.map(|c| c.to_string()), "LEAD_ID": i.is_multiple_of(3).then(|| (133_000 + i * 17).to_string()),
             "ORIGINATOR_ID": null, "ORIGIN_ID": null,
             "ASSIGNED_BY_ID": SELLERS[i % SELLERS.len()], "CREATED_BY_ID": SELLERS[i % SELLERS.len()], "MODIFY_BY_ID": "10390",
             "DATE_CREATE": format_ts(created, off), "DATE_MODIFY": format_ts(modified, off),
@@ -240,7 +245,7 @@ impl Portal {
             ["932", "10390", "12288", "12290"][j % 4]
         };
         let created = base + 3_600 * 5 + j as i64 * 64_800 + (j as i64 * 1_531) % 7_200;
-        let modified = created + if j % 3 == 0 { 2 * 86_400 } else { 900 };
+        let modified = created + if j.is_multiple_of(3) { 2 * 86_400 } else { 900 };
         let sale = if j == 29 {
             String::new()
         } else {
@@ -397,7 +402,7 @@ fn demo_names(i: usize) -> (String, String, String, String) {
 fn demo_channels(i: usize) -> (Vec<Value>, Vec<Value>) {
     let mut phones = Vec::new();
     if i != 11 && i != 22 {
-        phones.push(json!({"VALUE_TYPE": if i % 3 == 0 { "MOBILE" } else { "WORK" }, "VALUE": phone_formats(i)}));
+        phones.push(json!({"VALUE_TYPE": if i.is_multiple_of(3) { "MOBILE" } else { "WORK" }, "VALUE": phone_formats(i)}));
         if i % 6 == 2 {
             phones.push(json!({"VALUE_TYPE": "HOME", "VALUE": phone_formats(i + 100)}));
         }
@@ -410,7 +415,7 @@ fn demo_channels(i: usize) -> (Vec<Value>, Vec<Value>) {
             TRANSLIT[i % 12],
             ["gmail.com", "mail.ru", "yandex.ru", "inbox.ru"][i % 4]
         );
-        emails.push(json!({"VALUE_TYPE": if i % 2 == 0 { "WORK" } else { "HOME" }, "VALUE": if i == 9 { e.to_uppercase() } else { e }}));
+        emails.push(json!({"VALUE_TYPE": if i.is_multiple_of(2) { "WORK" } else { "HOME" }, "VALUE": if i == 9 { e.to_uppercase() } else { e }}));
     }
     (phones, emails)
 }
