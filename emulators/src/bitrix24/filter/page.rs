@@ -149,56 +149,65 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
         [(c, d)] if table.columns()[*c] == "ID" => Some(*d),
         _ => None,
     };
-    if let Some(desc) = by_id {
-        if filter.tests.is_empty() && lo == Bound::Unbounded && hi == Bound::Unbounded {
-            // no conditions: the count is the table size and offset paging skips without testing
-            let ids: Vec<u64> = if desc {
-                table.ids().rev().skip(skip).take(PAGE).collect()
-            } else {
-                table.ids().skip(skip).take(PAGE).collect()
-            };
-            let matched = table.len();
-            let next = if count && skip + PAGE < matched {
-                Some(skip + PAGE)
-            } else {
-                None
-            };
-            return Page {
-                ids,
-                total: count.then_some(matched),
-                next,
-            };
-        }
-        let range = table.raw_range((lo, hi));
-        let iter: Box<dyn Iterator<Item = (&u64, &Box<[Cell]>)>> = if desc {
-            Box::new(range.rev())
+    let Some(desc) = by_id else {
+        return sorted_page(table, filter, (lo, hi), &known, count, skip);
+    };
+    if filter.tests.is_empty() && lo == Bound::Unbounded && hi == Bound::Unbounded {
+        // no conditions: the count is the table size and offset paging skips without testing
+        let ids: Vec<u64> = if desc {
+            table.ids().rev().skip(skip).take(PAGE).collect()
         } else {
-            Box::new(range)
+            table.ids().skip(skip).take(PAGE).collect()
         };
-        let mut ids = Vec::with_capacity(PAGE);
-        let mut matched = 0usize;
-        for (id, raw) in iter {
-            if !filter.matches(raw) {
-                continue;
-            }
-            if matched >= skip && ids.len() < PAGE {
-                ids.push(*id);
-            }
-            matched += 1;
-            if !count && ids.len() == PAGE {
-                break;
-            }
+        return page(ids, table.len(), count, skip);
+    }
+    let range = table.raw_range((lo, hi));
+    let iter: Box<dyn Iterator<Item = (&u64, &Box<[Cell]>)>> = if desc {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    let mut ids = Vec::with_capacity(PAGE);
+    let mut matched = 0usize;
+    for (id, raw) in iter {
+        if !filter.matches(raw) {
+            continue;
         }
-        let total = count.then_some(matched);
-        let next = if count && skip + PAGE < matched {
+        if matched >= skip && ids.len() < PAGE {
+            ids.push(*id);
+        }
+        matched += 1;
+        if !count && ids.len() == PAGE {
+            break;
+        }
+    }
+    page(ids, matched, count, skip)
+}
+
+/// The page of `ids` out of `matched` rows: `total` and `next` only when counting.
+fn page(ids: Vec<u64>, matched: usize, count: bool, skip: usize) -> Page {
+    Page {
+        ids,
+        total: count.then_some(matched),
+        next: if count && skip + PAGE < matched {
             Some(skip + PAGE)
         } else {
             None
-        };
-        return Page { ids, total, next };
+        },
     }
+}
+
+/// A list ordered by other columns than ID: every match is sorted, then the page is cut.
+fn sorted_page(
+    table: &Table,
+    filter: &Filter,
+    range: (Bound<u64>, Bound<u64>),
+    known: &[(usize, bool)],
+    count: bool,
+    skip: usize,
+) -> Page {
     let mut rows: Vec<(Vec<SortKey>, u64)> = table
-        .raw_range((lo, hi))
+        .raw_range(range)
         .filter(|(_, raw)| filter.matches(raw))
         .map(|(id, raw)| {
             let keys = known
@@ -230,13 +239,5 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
         .take(PAGE)
         .map(|(_, id)| id)
         .collect();
-    Page {
-        ids,
-        total: count.then_some(matched),
-        next: if count && skip + PAGE < matched {
-            Some(skip + PAGE)
-        } else {
-            None
-        },
-    }
+    page(ids, matched, count, skip)
 }

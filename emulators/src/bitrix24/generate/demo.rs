@@ -14,89 +14,7 @@ impl Portal {
         for d in deps {
             self.insert("department", obj(d));
         }
-        let users = [
-            (
-                1,
-                true,
-                "Интеграция",
-                "Техническая",
-                "integration@example.ru",
-                vec![1],
-                "employee",
-                "Технический пользователь",
-            ),
-            (
-                932,
-                true,
-                "Андрей",
-                "Сергеев",
-                "a.sergeev@example.ru",
-                vec![5],
-                "employee",
-                "Руководитель отдела продаж",
-            ),
-            (
-                3486,
-                true,
-                "Ольга",
-                "Петрова",
-                "o.petrova@example.ru",
-                vec![7],
-                "employee",
-                "Старший тренер",
-            ),
-            (
-                10390,
-                true,
-                "Мария",
-                "Иванова",
-                "m.ivanova@example.ru",
-                vec![5],
-                "employee",
-                "Менеджер",
-            ),
-            (
-                12288,
-                true,
-                "Василий",
-                "Василенко",
-                "employee@inbox.ru",
-                vec![5, 9],
-                "employee",
-                "Менеджер",
-            ),
-            (
-                12290,
-                true,
-                "Екатерина",
-                "Орлова",
-                "e.orlova@example.ru",
-                vec![9],
-                "employee",
-                "Менеджер онлайн-школы",
-            ),
-            (
-                15001,
-                false,
-                "Игорь",
-                "Смирнов",
-                "i.smirnov@example.ru",
-                vec![5],
-                "employee",
-                "Менеджер (уволен)",
-            ),
-            (
-                15002,
-                true,
-                "Партнёр",
-                "Внешний",
-                "partner@example.org",
-                vec![],
-                "extranet",
-                "",
-            ),
-        ];
-        for (id, active, name, last, email, deps, utype, pos) in users {
+        for (id, active, name, last, email, deps, utype, pos) in DEMO_USERS {
             self.insert(
                 "user",
                 obj(json!({
@@ -453,3 +371,89 @@ fn demo_deal_title(crow: &Row, j: usize) -> String {
             .to_string()
     }
 }
+
+/// The demo portal's users: ID, active, first and last name, e-mail, departments, type, position.
+/// User 1 is the webhook's technical user.
+#[allow(clippy::type_complexity)]
+const DEMO_USERS: [(u64, bool, &str, &str, &str, &[u64], &str, &str); 8] = [
+    (
+        1,
+        true,
+        "Интеграция",
+        "Техническая",
+        "integration@example.ru",
+        &[1],
+        "employee",
+        "Технический пользователь",
+    ),
+    (
+        932,
+        true,
+        "Андрей",
+        "Сергеев",
+        "a.sergeev@example.ru",
+        &[5],
+        "employee",
+        "Руководитель отдела продаж",
+    ),
+    (
+        3486,
+        true,
+        "Ольга",
+        "Петрова",
+        "o.petrova@example.ru",
+        &[7],
+        "employee",
+        "Старший тренер",
+    ),
+    (
+        10390,
+        true,
+        "Мария",
+        "Иванова",
+        "m.ivanova@example.ru",
+        &[5],
+        "employee",
+        "Менеджер",
+    ),
+    (
+        12288,
+        true,
+        "Василий",
+        "Василенко",
+        "employee@inbox.ru",
+        &[5, 9],
+        "employee",
+        "Менеджер",
+    ),
+    (
+        12290,
+        true,
+        "Екатерина",
+        "Орлова",
+        "e.orlova@example.ru",
+        &[9],
+        "employee",
+        "Менеджер онлайн-школы",
+    ),
+    (
+        15001,
+        false,
+        "Игорь",
+        "Смирнов",
+        "i.smirnov@example.ru",
+        &[5],
+        "employee",
+        "Менеджер (уволен)",
+    ),
+    (
+        15002,
+        true,
+        "Партнёр",
+        "Внешний",
+        "partner@example.org",
+        &[],
+        "extranet",
+        "",
+    ),
+];

@@ -144,6 +144,53 @@ impl Shared {
         reply
     }
 
+    /// An injected JSON-RPC fault for this request: an error answered instead, or its token
+    /// expiring now.
+    fn inject(&self, w: &mut World, method: &str, p: &Map<String, Json>) -> Result<(), RpcErr> {
+        match self.rpc_faults.take(&method.to_string(), is_write(method)) {
+            Some(RpcFault::Error { code, mnemonic }) => Err(err(
+                code,
+                &mnemonic,
+                format!("{} (injected)", message_of(code)),
+            )),
+            Some(RpcFault::ExpireToken) => {
+                if let Some(t) = p
+                    .get("access_token")
+                    .and_then(Json::as_str)
+                    .and_then(|t| w.tokens.get_mut(t))
+                {
+                    t.expired = true;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The request's `access_token`: a live session token or a permanent key.
+    fn check_token(&self, w: &World, p: &Map<String, Json>) -> Result<String, RpcErr> {
+        let token = str_param(p, "access_token", true)?.unwrap_or_default();
+        match w.tokens.get(&token) {
+            None if self.config.access_tokens.contains(&token) => {}
+            None => {
+                return Err(err(
+                    -32001,
+                    "access_token_invalid",
+                    "Access token is invalid",
+                ));
+            }
+            Some(t) if t.expired || t.expires.is_some_and(|e| Instant::now() >= e) => {
+                return Err(err(
+                    -32001,
+                    "access_token_expired",
+                    "Access token has expired",
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(token)
+    }
+
     pub(super) fn dispatch(
         &self,
         w: &mut World,
@@ -180,47 +227,11 @@ impl Shared {
                 format!("Unexpected parameter: {k}"),
             ));
         }
-        match self.rpc_faults.take(&method.to_string(), is_write(method)) {
-            Some(RpcFault::Error { code, mnemonic }) => {
-                return Err(err(
-                    code,
-                    &mnemonic,
-                    format!("{} (injected)", message_of(code)),
-                ));
-            }
-            Some(RpcFault::ExpireToken) => {
-                if let Some(t) = p
-                    .get("access_token")
-                    .and_then(Json::as_str)
-                    .and_then(|t| w.tokens.get_mut(t))
-                {
-                    t.expired = true;
-                }
-            }
-            None => {}
-        }
+        self.inject(w, method, p)?;
         if method == "login.user" {
             return self.login(w, p).map(|d| (d, None));
         }
-        let token = str_param(p, "access_token", true)?.unwrap_or_default();
-        match w.tokens.get(&token) {
-            None if self.config.access_tokens.contains(&token) => {}
-            None => {
-                return Err(err(
-                    -32001,
-                    "access_token_invalid",
-                    "Access token is invalid",
-                ));
-            }
-            Some(t) if t.expired || t.expires.is_some_and(|e| Instant::now() >= e) => {
-                return Err(err(
-                    -32001,
-                    "access_token_expired",
-                    "Access token has expired",
-                ));
-            }
-            Some(_) => {}
-        }
+        let token = self.check_token(w, p)?;
         if method == "logout.user" {
             w.tokens.remove(&token);
             w.stats.logouts += 1;
