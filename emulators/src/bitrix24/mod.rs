@@ -13,13 +13,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Synchronous tests that block their thread (e.g. running the `etl` binary with
-//! `std::process`) should use [`Emulator::start_background`], which serves from its own runtime
-//! thread; a server started on a current-thread test runtime stalls while that thread blocks.
+//! The portal serves from the kit's server thread ([`crate::kit::ServerThread`]), so it keeps
+//! answering while a synchronous test blocks (e.g. running the `etl` binary with
+//! `std::process`); such tests call [`Emulator::start_background`], the same start without
+//! `async`.
 //!
-//! Layout: `params` (PHP bracket / form / JSON decoding), `filter` (operators, select, order,
-//! pages), `methods` (dispatch), `batch`, `limits` (leaky bucket, operating time), `faults`,
-//! `data` + `schema` + `cell` (the portal model), `generate` (demo and bulk data), `dates`.
+//! Layout: `http` (routing and the request's way through faults, limits and execution),
+//! `params` (PHP bracket / form / JSON decoding), `filter` (operators; `filter::page`: select,
+//! order, pages), `methods` (dispatch; `methods::crm`: record methods and writes), `batch`,
+//! `limits` (leaky bucket, operating time), `faults` (the portal's faults on the kit's queue),
+//! `data` + `schema` + `cell` (the portal model), `generate` (`demo` and `bulk` data), `dates`.
 //!
 //! `crm.item.list` is emulated for leads, deals, contacts and companies (`items`). Not emulated:
 //! the other `crm.item.*` methods, `crm.activity.binding.list`, `crm.timeline.comment.add`,

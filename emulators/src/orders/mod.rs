@@ -18,7 +18,7 @@
 //!   "9161234567", ...); `sum` is a JSON number or a numeric string.
 //! - Errors: `{"detail": "..."}`: 401 without or with a wrong token, 400 for a bad `date_from` or
 //!   `page`, 404 for other paths, 405 for other methods; injected faults as in
-//!   [`emulator_kit`].
+//!   [`crate::kit`].
 //!
 //! Data: [`orders_demo`] (a dozen hand-written orders covering the awkward cases) and
 //! [`orders_bulk`] (any number, deterministic per seed), or any `Vec<Order>`; change it at runtime

@@ -299,7 +299,7 @@ pub enum RpcFault {
 }
 
 /// `fault` for `times` requests of `method` (any method when `None`), after `after` of them:
-/// the Data API's way of writing a kit [`FaultRule`](crate::kit::FaultRule).
+/// the Data API's way of writing a kit [`FaultRule`].
 #[derive(Clone, Debug)]
 pub struct RpcFaultRule(FaultRule<String, RpcFault>);
 
