@@ -179,32 +179,7 @@ impl Portal {
         let first_id = self.table("contact").map_or(1, Table::next_id);
         let mut mf = first_id * 2 + 10_000_000;
         let t = self.table_mut("contact");
-        let names = [
-            "ID",
-            "NAME",
-            "SECOND_NAME",
-            "LAST_NAME",
-            "TYPE_ID",
-            "SOURCE_ID",
-            "OPENED",
-            "EXPORT",
-            "HAS_PHONE",
-            "HAS_EMAIL",
-            "ASSIGNED_BY_ID",
-            "CREATED_BY_ID",
-            "MODIFY_BY_ID",
-            "DATE_CREATE",
-            "DATE_MODIFY",
-            "COMMENTS",
-            UF_STUDENT_LAST_NAME,
-            UF_STUDENT_FIRST_NAME,
-            UF_STUDENT_BIRTHDATE,
-            UF_PRODUCT,
-            UF_BRANCH,
-            UF_SYNC_STATUS,
-            "PHONE",
-            "EMAIL",
-        ];
+        let names = BULK_CONTACT_COLUMNS;
         let cols: Vec<usize> = names.iter().map(|c| t.ensure_col(c)).collect();
         let t0 = ts("2023-01-01T09:00:00");
         let span = 500 * 86_400i64;
@@ -287,30 +262,7 @@ impl Portal {
         let contacts = self.ids("contact");
         let first_id = self.table("deal").map_or(1, Table::next_id);
         let t = self.table_mut("deal");
-        let names = [
-            "ID",
-            "TITLE",
-            "TYPE_ID",
-            "CATEGORY_ID",
-            "STAGE_ID",
-            "STAGE_SEMANTIC_ID",
-            "CURRENCY_ID",
-            "OPPORTUNITY",
-            "CONTACT_ID",
-            "OPENED",
-            "CLOSED",
-            "ASSIGNED_BY_ID",
-            "CREATED_BY_ID",
-            "MODIFY_BY_ID",
-            "DATE_CREATE",
-            "DATE_MODIFY",
-            "BEGINDATE",
-            "CLOSEDATE",
-            UF_BRANCH,
-            UF_SALE_DATE,
-            UF_PAYMENT_METHOD,
-            UF_SYNC_STATUS,
-        ];
+        let names = BULK_DEAL_COLUMNS;
         let cols: Vec<usize> = names.iter().map(|c| t.ensure_col(c)).collect();
         let t0 = ts("2023-01-01T10:00:00");
         let span = 500 * 86_400i64;
@@ -523,3 +475,57 @@ pub(super) fn activity_row(
         .filter_map(|(k, c)| c.to_value().map(|v| (k.to_string(), v)))
         .collect()
 }
+
+/// Columns of a bulk contact, in the order `add_bulk_contacts` fills them.
+const BULK_CONTACT_COLUMNS: [&str; 24] = [
+    "ID",
+    "NAME",
+    "SECOND_NAME",
+    "LAST_NAME",
+    "TYPE_ID",
+    "SOURCE_ID",
+    "OPENED",
+    "EXPORT",
+    "HAS_PHONE",
+    "HAS_EMAIL",
+    "ASSIGNED_BY_ID",
+    "CREATED_BY_ID",
+    "MODIFY_BY_ID",
+    "DATE_CREATE",
+    "DATE_MODIFY",
+    "COMMENTS",
+    UF_STUDENT_LAST_NAME,
+    UF_STUDENT_FIRST_NAME,
+    UF_STUDENT_BIRTHDATE,
+    UF_PRODUCT,
+    UF_BRANCH,
+    UF_SYNC_STATUS,
+    "PHONE",
+    "EMAIL",
+];
+
+/// Columns of a bulk deal, in the order `add_bulk_deals` fills them.
+const BULK_DEAL_COLUMNS: [&str; 22] = [
+    "ID",
+    "TITLE",
+    "TYPE_ID",
+    "CATEGORY_ID",
+    "STAGE_ID",
+    "STAGE_SEMANTIC_ID",
+    "CURRENCY_ID",
+    "OPPORTUNITY",
+    "CONTACT_ID",
+    "OPENED",
+    "CLOSED",
+    "ASSIGNED_BY_ID",
+    "CREATED_BY_ID",
+    "MODIFY_BY_ID",
+    "DATE_CREATE",
+    "DATE_MODIFY",
+    "BEGINDATE",
+    "CLOSEDATE",
+    UF_BRANCH,
+    UF_SALE_DATE,
+    UF_PAYMENT_METHOD,
+    UF_SYNC_STATUS,
+];
