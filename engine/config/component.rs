@@ -5,8 +5,6 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -112,20 +110,12 @@ pub struct Entry<T> {
     schema: SchemaFn,
 }
 
-/// Starts a connector's emulator for `etl run --sandbox`; returns environment overrides
-/// (e.g. `B24_WEBHOOK_URL`) that point the pipeline at it. The guard keeps it running.
-pub type SandboxFuture = Pin<
-    Box<dyn Future<Output = Result<(Vec<(String, String)>, Box<dyn Any + Send>), String>> + Send>,
->;
-pub type SandboxFn = fn() -> SandboxFuture;
-
 #[derive(Default)]
 pub struct Registry {
     pub connections: Vec<Entry<Arc<dyn Any + Send + Sync>>>,
     pub sources: Vec<Entry<Box<dyn Source>>>,
     pub steps: Vec<Entry<Arc<dyn Step>>>,
     pub sinks: Vec<Entry<Arc<dyn Sink>>>,
-    pub sandboxes: Vec<(&'static str, SandboxFn)>,
 }
 
 fn entry<C: DeserializeOwned + JsonSchema, T: 'static>(
@@ -160,9 +150,6 @@ impl Registry {
     }
     pub fn sink<C: SinkConfig + 'static>(&mut self, name: &'static str) {
         self.sinks.push(entry(name, |c: C, ctx| c.build(ctx)));
-    }
-    pub fn sandbox(&mut self, name: &'static str, start: SandboxFn) {
-        self.sandboxes.push((name, start));
     }
 }
 

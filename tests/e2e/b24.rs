@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use etl::connectors::bitrix24::emulator::{BackgroundEmulator, EmulatorConfig, Fault, Portal};
+use emulators::bitrix24::{BackgroundEmulator, EmulatorConfig, Fault, Portal};
 use serde_json::json;
 
 use crate::harness::*;

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use etl::connectors::bitrix24::emulator::{EmulatorConfig, Portal};
-use etl::connectors::otmechalka::emulator::{OtmechalkaConfig, OtmechalkaEmulator};
+use emulators::bitrix24::{EmulatorConfig, Portal};
+use emulators::otmechalka::{OtmechalkaConfig, OtmechalkaEmulator};
 
 use crate::harness::*;
 

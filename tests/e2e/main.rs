@@ -5,6 +5,7 @@ mod harness;
 
 mod b24;
 mod bench;
+mod comagic_client;
 mod comagic_sales;
 mod comagic_serve;
 mod comagic_stats;

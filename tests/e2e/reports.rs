@@ -4,7 +4,7 @@
 
 use calamine::{Data, DataType};
 use chrono::{Duration, Local};
-use etl::connectors::bitrix24::emulator::Portal;
+use emulators::bitrix24::Portal;
 use serde_json::json;
 
 use crate::harness::*;

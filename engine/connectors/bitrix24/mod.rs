@@ -1,9 +1,8 @@
 //! Bitrix24 over an incoming webhook: the limit-aware client, a list source, a batched lookup
-//! step, a batched update sink, and an emulator of a portal for tests and the sandbox.
+//! step, and a batched update sink.
 
 mod call;
 pub mod client;
-pub mod emulator;
 mod encode;
 mod list;
 mod update;
@@ -23,21 +22,6 @@ pub fn register(r: &mut Registry) {
     r.source::<list::ListConfig>("bitrix24.list");
     r.step::<call::CallConfig>("bitrix24.call");
     r.sink::<update::UpdateConfig>("bitrix24.update");
-    r.sandbox("bitrix24", sandbox);
-}
-
-/// `etl run --sandbox`: an emulated portal with the demo data of seed 001 and the reports.
-fn sandbox() -> crate::config::component::SandboxFuture {
-    Box::pin(async {
-        let emu = emulator::Emulator::start(
-            emulator::EmulatorConfig::default(),
-            emulator::Portal::demo(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let vars = vec![("B24_WEBHOOK_URL".to_string(), emu.webhook_url())];
-        Ok((vars, Box::new(emu) as Box<dyn Any + Send>))
-    })
 }
 
 /// A Bitrix24 portal reached through an incoming webhook.

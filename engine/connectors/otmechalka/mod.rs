@@ -3,7 +3,6 @@
 //! update; a create whose outcome is unknown is looked up again before anything is resent.
 
 mod client;
-pub mod emulator;
 mod sinks;
 
 use std::any::Any;
@@ -22,7 +21,6 @@ pub fn register(r: &mut Registry) {
     r.connection::<OtmechalkaConnection>("otmechalka");
     r.sink::<sinks::ClientSinkConfig>("otmechalka.client");
     r.sink::<sinks::TicketSinkConfig>("otmechalka.ticket");
-    r.sandbox("otmechalka", sinks::sandbox);
 }
 
 /// An otmechalka account.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::client::{Found, Otmechalka};
-use crate::config::component::{SandboxFuture, SinkConfig};
+use crate::config::component::SinkConfig;
 use crate::config::{BuildCtx, ConnectionRef};
 use crate::connectors::http::client::HttpError;
 use crate::expr::Template;
@@ -228,17 +228,4 @@ impl Sink for OtmSink {
             Entity::Ticket => format!("create ticket {} unless it exists: {}", w.key, w.payload),
         }
     }
-}
-
-/// `etl run --sandbox`: an emulated otmechalka with the seed's catalogue.
-pub fn sandbox() -> SandboxFuture {
-    Box::pin(async {
-        let emu = super::emulator::OtmechalkaEmulator::start(Default::default())
-            .map_err(|e| e.to_string())?;
-        let vars = vec![
-            ("OTMECHALKA_URL".to_string(), emu.url()),
-            ("OTMECHALKA_TOKEN".to_string(), emu.token().to_string()),
-        ];
-        Ok((vars, Box::new(emu) as Box<dyn std::any::Any + Send>))
-    })
 }

@@ -67,8 +67,8 @@ use axum::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::connectors::http::emulator_kit::{self, Conn, ServerThread, check_bearer, json_error};
-pub use crate::connectors::http::emulator_kit::{Fault, FaultRule, Faults, Scope};
+use crate::kit::{self, Conn, ServerThread, check_bearer, json_error};
+pub use crate::kit::{Fault, FaultRule, Faults, Scope};
 pub use catalogue::{Catalogue, Named, TicketType};
 pub use store::{ApiError, Client, Ticket};
 pub use validate::FieldErrors;
@@ -313,7 +313,7 @@ async fn handle(
     let is_write = method == Method::POST;
     shared.count(ep, is_write);
     let work = || shared.process(&method, uri.path(), &route, &headers, &body);
-    emulator_kit::respond(
+    kit::respond(
         &shared.faults,
         &ep,
         is_write,
@@ -433,5 +433,5 @@ impl OtmechalkaEmulator {
 /// Serves the emulator on `addr` until the future is dropped (for the CLI's sandbox mode).
 pub async fn serve_forever(config: OtmechalkaConfig, addr: SocketAddr) -> io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    emulator_kit::serve(listener, router(shared(config))).await
+    kit::serve(listener, router(shared(config))).await
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value as Json, json};
 
-use super::data_api::*;
-use super::emulator::*;
-use super::report_reader::*;
-use crate::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
-use crate::connectors::http::transport::Transport;
+use emulators::comagic::*;
+use emulators::kit::{Fault, FaultRule, Scope};
+use etl::connectors::comagic::data_api::*;
+use etl::connectors::comagic::report_reader::*;
+use etl::connectors::http::transport::Transport;
 
 fn t(s: &str) -> NaiveDateTime {
     parse_time(s, false).unwrap()

@@ -18,7 +18,7 @@
 //!   "9161234567", ...); `sum` is a JSON number or a numeric string.
 //! - Errors: `{"detail": "..."}`: 401 without or with a wrong token, 400 for a bad `date_from` or
 //!   `page`, 404 for other paths, 405 for other methods; injected faults as in
-//!   [`emulator_kit`].
+//!   [`crate::kit`].
 //!
 //! Data: [`orders_demo`] (a dozen hand-written orders covering the awkward cases) and
 //! [`orders_bulk`] (any number, deterministic per seed), or any `Vec<Order>`; change it at runtime
@@ -47,8 +47,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
 use serde::{Serialize, Serializer};
 use serde_json::json;
 
-use super::emulator_kit::{self, Conn, ServerThread, check_bearer, json_error};
-pub use super::emulator_kit::{Fault, FaultRule, Faults, Scope};
+use crate::kit::{self, Conn, ServerThread, check_bearer, json_error};
+pub use crate::kit::{Fault, FaultRule, Faults, Scope};
 pub use data::{moscow, orders_bulk, orders_bulk_at, orders_demo, orders_demo_at, phone_formats};
 
 #[derive(Clone, Debug)]
@@ -243,7 +243,7 @@ async fn handle(
     };
     let is_write = method == Method::POST;
     let work = || shared.process(&method, &uri, &headers);
-    emulator_kit::respond(
+    kit::respond(
         &shared.faults,
         &ep,
         is_write,
@@ -353,5 +353,5 @@ pub async fn serve_forever(
     addr: SocketAddr,
 ) -> io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    emulator_kit::serve(listener, router(shared(config, orders))).await
+    kit::serve(listener, router(shared(config, orders))).await
 }

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::connectors::http::emulator_kit::test_http_client;
+use crate::kit::test_http_client;
 
 fn t(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::connectors::http::emulator_kit::test_http_client;
+use crate::kit::test_http_client;
 
 fn client_body(origin_id: &str) -> Value {
     json!({

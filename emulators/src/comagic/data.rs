@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDateTime};
 
 use super::dataapi::Call;
-use crate::connectors::http::orders_emulator::{Order, moscow};
-use crate::expr::filters::normalize_phone;
+use crate::orders::{Order, moscow};
 
 /// SplitMix64, as the orders emulator uses: tiny and stable across dependency upgrades.
 pub(crate) struct Rng(pub u64);
@@ -99,7 +98,7 @@ pub fn calls_for_orders(
     calls
 }
 
-/// A small call log for [`orders_demo`](crate::connectors::http::orders_emulator::orders_demo):
+/// A small call log for [`orders_demo`](crate::orders::orders_demo):
 /// every ordering phone called before its first order, except 79851112233 (ordered today, never
 /// called), plus a few dozen calls from other numbers.
 pub fn calls_demo(orders: &[Order]) -> Vec<Call> {
@@ -115,10 +114,23 @@ pub fn calls_demo(orders: &[Order]) -> Vec<Call> {
 /// The demo phone that has orders but no calls.
 pub const DEMO_PHONE_WITHOUT_CALLS: &str = "79851112233";
 
+/// A Russian phone as the service stores it, `7XXXXXXXXXX`: CoMagic normalises on its own, so
+/// the emulator keeps its own copy of the rule rather than borrowing the engine's filter.
+fn normalize_phone(raw: &str) -> Result<String, String> {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        10 => Ok(format!("7{digits}")),
+        11 if digits.starts_with('7') || digits.starts_with('8') => {
+            Ok(format!("7{}", &digits[1..]))
+        }
+        _ => Err(format!("invalid phone number \"{raw}\"")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::http::orders_emulator::{orders_bulk_at, orders_demo_at};
+    use crate::orders::{orders_bulk_at, orders_demo_at};
 
     fn day(s: &str) -> chrono::NaiveDate {
         chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

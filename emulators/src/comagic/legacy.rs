@@ -22,7 +22,7 @@ use chrono::{Days, NaiveDate, NaiveDateTime};
 use serde_json::{Value as Json, json};
 
 use super::data::Rng;
-use crate::connectors::http::emulator_kit::{self, Conn, Faults, ServerThread};
+use crate::kit::{self, Conn, Faults, ServerThread};
 
 #[derive(Clone, Debug)]
 pub struct LegacyConfig {
@@ -306,131 +306,20 @@ impl Shared {
         }
     }
 
-    fn method(&self, w: &mut World, name: &str, p: &BTreeMap<String, String>) -> Json {
+    fn method(&self, w: &mut World, name: &str, p: &Params) -> Json {
         let d = &w.data;
-        let num = |k: &str| p.get(k).and_then(|v| v.parse::<u64>().ok());
-        let window = || -> Result<(NaiveDateTime, NaiveDateTime), Json> {
-            let from = p
-                .get("date_from")
-                .and_then(|s| time(s))
-                .ok_or_else(|| fail("date_from is required (YYYY-MM-DD)"))?;
-            let till = p
-                .get("date_till")
-                .and_then(|s| time(s))
-                .ok_or_else(|| fail("date_till is required (YYYY-MM-DD)"))?;
-            Ok((from, till))
-        };
-        let in_window = |row: &Json, field: &str, from: NaiveDateTime, till: NaiveDateTime| {
-            row[field]
-                .as_str()
-                .and_then(time)
-                .is_some_and(|t| t >= from && t < till)
-        };
-        let matches = |row: &Json, keys: &[(&str, &str)]| {
-            keys.iter().all(|(param, field)| {
-                p.get(*param)
-                    .is_none_or(|v| row[*field].to_string().trim_matches('"') == v)
-            })
-        };
         match name {
             "customer_list" => ok(json!(d.customers)),
             "site" => ok(json!(
                 d.sites
                     .iter()
-                    .filter(|s| matches(s, &[("customer_id", "customer_id")]))
+                    .filter(|s| matches(p, s, &[("customer_id", "customer_id")]))
                     .collect::<Vec<_>>()
             )),
             "tag" => ok(json!(d.tags)),
-            "stat" => {
-                let Some(site) = num("site_id") else {
-                    return fail("site_id is required");
-                };
-                let (from, till) = match window() {
-                    Ok(w) => w,
-                    Err(e) => return e,
-                };
-                // whole days, date_till inclusive
-                let (from_day, till_day) = (from.date(), till.date());
-                let days = |t: &Json, f: &str| {
-                    t[f].as_str()
-                        .and_then(time)
-                        .is_some_and(|x| x.date() >= from_day && x.date() <= till_day)
-                };
-                let site_rows = |rows: &Vec<Json>, f: &str| {
-                    rows.iter()
-                        .filter(|r| {
-                            r["site_id"] == site && days(r, f) && matches(r, &[("ac_id", "ac_id")])
-                        })
-                        .count()
-                };
-                let visits: u64 = d
-                    .visits
-                    .range((site, from_day)..=(site, till_day))
-                    .map(|(_, v)| v)
-                    .sum();
-                ok(json!([{
-                    "site_id": site, "date_from": from_day.to_string(), "date_till": till_day.to_string(),
-                    "visitors": visits * 8 / 10, "visits": visits, "calls": site_rows(&d.calls, "call_date"),
-                    "goals": site_rows(&d.goals, "date_time"), "communications": site_rows(&d.communications, "date_time"),
-                    "chats": 0, "offline_messages": 0
-                }]))
-            }
-            "communication" | "goal" => {
-                if num("site_id").is_none() {
-                    return fail("site_id is required");
-                }
-                let (from, till) = match window() {
-                    Ok(w) => w,
-                    Err(e) => return e,
-                };
-                let rows = if name == "communication" {
-                    &d.communications
-                } else {
-                    &d.goals
-                };
-                let keys: &[(&str, &str)] = if name == "communication" {
-                    &[("site_id", "site_id"), ("ac_id", "ac_id")]
-                } else {
-                    &[
-                        ("site_id", "site_id"),
-                        ("ac_id", "ac_id"),
-                        ("id", "goal_id"),
-                        ("visitor_id", "visitor_id"),
-                    ]
-                };
-                let only_first = p.get("only_first").is_some_and(|v| v == "true" || v == "1");
-                let not_goal = p
-                    .get("show_not_goal")
-                    .is_none_or(|v| v == "true" || v == "1");
-                ok(json!(
-                    rows.iter()
-                        .filter(|r| in_window(r, "date_time", from, till) && matches(r, keys))
-                        .filter(|r| !only_first || r["is_first"] == true)
-                        .filter(|r| not_goal || r.get("is_goal").is_none_or(|g| *g == true))
-                        .collect::<Vec<_>>()
-                ))
-            }
-            "call" => {
-                let (from, till) = match window() {
-                    Ok(w) => w,
-                    Err(e) => return e,
-                };
-                let keys: &[(&str, &str)] = &[
-                    ("site_id", "site_id"),
-                    ("ac_id", "ac_id"),
-                    ("id", "id"),
-                    ("visitor_id", "visitor_id"),
-                    ("direction", "direction"),
-                    ("numa", "numa"),
-                    ("numb", "numb"),
-                ];
-                ok(json!(
-                    d.calls
-                        .iter()
-                        .filter(|r| in_window(r, "call_date", from, till) && matches(r, keys))
-                        .collect::<Vec<_>>()
-                ))
-            }
+            "stat" => stat(d, p),
+            "communication" | "goal" => communications(d, name, p),
+            "call" => calls(d, p),
             "tag_communication" | "untag_communication" | "tag_communication_sale" => {
                 let needed: &[&str] = if name == "tag_communication_sale" {
                     &["object_id", "object_type", "cost", "date_time"]
@@ -445,6 +334,134 @@ impl Shared {
             _ => fail("Unknown method"),
         }
     }
+}
+
+type Params = BTreeMap<String, String>;
+
+fn num(p: &Params, k: &str) -> Option<u64> {
+    p.get(k).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// `date_from` and `date_till`, both required; the error is the answer.
+fn window(p: &Params) -> Result<(NaiveDateTime, NaiveDateTime), Json> {
+    let from = p
+        .get("date_from")
+        .and_then(|s| time(s))
+        .ok_or_else(|| fail("date_from is required (YYYY-MM-DD)"))?;
+    let till = p
+        .get("date_till")
+        .and_then(|s| time(s))
+        .ok_or_else(|| fail("date_till is required (YYYY-MM-DD)"))?;
+    Ok((from, till))
+}
+
+fn in_window(row: &Json, field: &str, from: NaiveDateTime, till: NaiveDateTime) -> bool {
+    row[field]
+        .as_str()
+        .and_then(time)
+        .is_some_and(|t| t >= from && t < till)
+}
+
+/// Whether the row agrees with every (parameter, field) pair the request gives.
+fn matches(p: &Params, row: &Json, keys: &[(&str, &str)]) -> bool {
+    keys.iter().all(|(param, field)| {
+        p.get(*param)
+            .is_none_or(|v| row[*field].to_string().trim_matches('"') == v)
+    })
+}
+
+/// `stat`: a site's counters over whole days, `date_till` inclusive.
+fn stat(d: &LegacyData, p: &Params) -> Json {
+    let Some(site) = num(p, "site_id") else {
+        return fail("site_id is required");
+    };
+    let (from, till) = match window(p) {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+    // whole days, date_till inclusive
+    let (from_day, till_day) = (from.date(), till.date());
+    let days = |t: &Json, f: &str| {
+        t[f].as_str()
+            .and_then(time)
+            .is_some_and(|x| x.date() >= from_day && x.date() <= till_day)
+    };
+    let site_rows = |rows: &Vec<Json>, f: &str| {
+        rows.iter()
+            .filter(|r| r["site_id"] == site && days(r, f) && matches(p, r, &[("ac_id", "ac_id")]))
+            .count()
+    };
+    let visits: u64 = d
+        .visits
+        .range((site, from_day)..=(site, till_day))
+        .map(|(_, v)| v)
+        .sum();
+    ok(json!([{
+        "site_id": site, "date_from": from_day.to_string(), "date_till": till_day.to_string(),
+        "visitors": visits * 8 / 10, "visits": visits, "calls": site_rows(&d.calls, "call_date"),
+        "goals": site_rows(&d.goals, "date_time"), "communications": site_rows(&d.communications, "date_time"),
+        "chats": 0, "offline_messages": 0
+    }]))
+}
+
+/// `communication` and `goal`: the rows of the window matching the filters.
+fn communications(d: &LegacyData, name: &str, p: &Params) -> Json {
+    if num(p, "site_id").is_none() {
+        return fail("site_id is required");
+    }
+    let (from, till) = match window(p) {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+    let rows = if name == "communication" {
+        &d.communications
+    } else {
+        &d.goals
+    };
+    let keys: &[(&str, &str)] = if name == "communication" {
+        &[("site_id", "site_id"), ("ac_id", "ac_id")]
+    } else {
+        &[
+            ("site_id", "site_id"),
+            ("ac_id", "ac_id"),
+            ("id", "goal_id"),
+            ("visitor_id", "visitor_id"),
+        ]
+    };
+    let only_first = p.get("only_first").is_some_and(|v| v == "true" || v == "1");
+    let not_goal = p
+        .get("show_not_goal")
+        .is_none_or(|v| v == "true" || v == "1");
+    ok(json!(
+        rows.iter()
+            .filter(|r| in_window(r, "date_time", from, till) && matches(p, r, keys))
+            .filter(|r| !only_first || r["is_first"] == true)
+            .filter(|r| not_goal || r.get("is_goal").is_none_or(|g| *g == true))
+            .collect::<Vec<_>>()
+    ))
+}
+
+/// `call`: the calls of the window matching the filters.
+fn calls(d: &LegacyData, p: &Params) -> Json {
+    let (from, till) = match window(p) {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+    let keys: &[(&str, &str)] = &[
+        ("site_id", "site_id"),
+        ("ac_id", "ac_id"),
+        ("id", "id"),
+        ("visitor_id", "visitor_id"),
+        ("direction", "direction"),
+        ("numa", "numa"),
+        ("numb", "numb"),
+    ];
+    ok(json!(
+        d.calls
+            .iter()
+            .filter(|r| in_window(r, "call_date", from, till) && matches(p, r, keys))
+            .collect::<Vec<_>>()
+    ))
 }
 
 async fn handle(
@@ -476,7 +493,7 @@ async fn handle(
         let (status, body) = shared.process(&method, &path, &params);
         (status, axum::Json(body)).into_response()
     };
-    emulator_kit::respond(
+    kit::respond(
         &shared.faults,
         &kind,
         write,

@@ -1,11 +1,10 @@
-//! Fault injection for tests: queue faults for the next requests or for a method, or run a
-//! random storm with a given probability and seed.
+//! Fault injection for tests, on the kit's fault queue: queue faults for the next requests or
+//! for a method, or run a random storm with a given probability and seed. The faults are the
+//! portal's own answers (Bitrix24 error bodies, nginx pages, redirects).
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::kit::{self, FaultRule, Scope};
 
 /// What to do to one request instead of (or on top of) answering it normally.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,61 +43,35 @@ pub enum Fault {
     },
 }
 
-#[derive(Debug)]
-struct Storm {
-    probability: f64,
-    rng: StdRng,
-    fault: Fault,
-}
+/// Handle to the fault queue of a running emulator (cheap to clone), keyed by lowercase method.
+pub type Faults = kit::Faults<String, Fault>;
 
-#[derive(Debug, Default)]
-struct State {
-    next: VecDeque<Fault>,
-    /// (method, fault, remaining uses)
-    by_method: Vec<(String, Fault, u64)>,
-    storm: Option<Storm>,
-    injected: u64,
-}
-
-/// Handle to the fault queue of a running emulator (cheap to clone).
-#[derive(Clone, Debug, Default)]
-pub struct Faults {
-    inner: Arc<Mutex<State>>,
-}
-
-impl Faults {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
+/// The portal's shorthands over the kit's queue.
+impl kit::Faults<String, Fault> {
     /// Apply `fault` to the next HTTP request.
     pub fn push(&self, fault: Fault) {
-        self.state().next.push_back(fault);
+        self.fail_next(1, fault);
     }
 
     /// Apply `fault` to each of the next `n` HTTP requests.
     pub fn push_n(&self, n: usize, fault: Fault) {
-        let mut s = self.state();
-        for _ in 0..n {
-            s.next.push_back(fault.clone());
-        }
+        self.fail_next(u32::try_from(n).unwrap_or(u32::MAX), fault);
     }
 
     /// Apply `fault` to the next `times` HTTP requests that call `method`, directly or as a
     /// batch sub-command (then the whole batch response carries the fault).
     pub fn on_method(&self, method: &str, fault: Fault, times: u64) {
-        self.state()
-            .by_method
-            .push((method.to_ascii_lowercase(), fault, times));
+        let rule = FaultRule::new(fault)
+            .on(Scope::Only(method.to_ascii_lowercase()))
+            .times(u32::try_from(times).unwrap_or(u32::MAX));
+        self.add(rule);
     }
 
-    /// From now on, each request gets `fault` with `probability`, drawn from a seeded RNG.
+    /// From now on, each request gets `fault` with `probability`, drawn from a seeded RNG
+    /// (replacing any previous storm).
     pub fn storm(&self, probability: f64, seed: u64, fault: Fault) {
-        self.state().storm = Some(Storm {
-            probability,
-            rng: StdRng::seed_from_u64(seed),
-            fault,
-        });
+        self.clear_chance();
+        self.add(FaultRule::new(fault).chance(probability, seed));
     }
 
     /// Random HTTP 503 `QUERY_LIMIT_EXCEEDED` answers with `probability`.
@@ -107,63 +80,28 @@ impl Faults {
     }
 
     pub fn stop_storm(&self) {
-        self.state().storm = None;
-    }
-
-    /// Drop every queued fault and stop any storm.
-    pub fn clear(&self) {
-        let mut s = self.state();
-        s.next.clear();
-        s.by_method.clear();
-        s.storm = None;
-    }
-
-    /// Faults queued and not yet used (storm excluded).
-    pub fn pending(&self) -> usize {
-        let s = self.state();
-        s.next.len()
-            + s.by_method
-                .iter()
-                .map(|(_, _, n)| *n as usize)
-                .sum::<usize>()
+        self.clear_chance();
     }
 
     /// How many faults have been applied so far.
     pub fn injected(&self) -> u64 {
-        self.state().injected
+        self.fired()
     }
 
     /// The fault for a request calling `methods` (top-level method first, then batch
     /// sub-commands): method-specific faults first, then the queue, then the storm.
-    pub(crate) fn take(&self, methods: &[&str]) -> Option<Fault> {
-        let mut s = self.state();
-        let mut found = None;
-        if let Some(pos) = s
-            .by_method
-            .iter()
-            .position(|(m, _, n)| *n > 0 && methods.iter().any(|x| x == m))
-        {
-            let entry = &mut s.by_method[pos];
-            entry.2 -= 1;
-            found = Some(entry.1.clone());
-            if entry.2 == 0 {
-                s.by_method.remove(pos);
-            }
-        }
-        if found.is_none() {
-            found = s.next.pop_front();
-        }
-        if found.is_none()
-            && let Some(storm) = s.storm.as_mut()
-            && storm.rng.random_bool(storm.probability.clamp(0.0, 1.0))
-        {
-            found = Some(storm.fault.clone());
-        }
-        if found.is_some() {
-            s.injected += 1;
-        }
-        found
+    pub(crate) fn take_for(&self, methods: &[&str]) -> Option<Fault> {
+        let kinds: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+        let is_write = methods.iter().any(|m| is_write_method(m));
+        self.take_any(&kinds, is_write)
     }
+}
+
+/// Methods that change the portal (for `Scope::Writes`); `batch` counts when a command does.
+fn is_write_method(method: &str) -> bool {
+    [".add", ".update", ".delete", ".set"]
+        .iter()
+        .any(|suffix| method.ends_with(suffix))
 }
 
 #[cfg(test)]
@@ -175,20 +113,26 @@ mod tests {
         let f = Faults::default();
         f.push(Fault::InternalError);
         f.on_method("crm.contact.update", Fault::WriteThenFail, 2);
-        assert_eq!(f.take(&["crm.contact.list"]), Some(Fault::InternalError));
-        assert_eq!(f.take(&["crm.contact.list"]), None);
         assert_eq!(
-            f.take(&["batch", "crm.contact.update"]),
+            f.take_for(&["crm.contact.list"]),
+            Some(Fault::InternalError)
+        );
+        assert_eq!(f.take_for(&["crm.contact.list"]), None);
+        assert_eq!(
+            f.take_for(&["batch", "crm.contact.update"]),
             Some(Fault::WriteThenFail)
         );
-        assert_eq!(f.take(&["crm.contact.update"]), Some(Fault::WriteThenFail));
-        assert_eq!(f.take(&["crm.contact.update"]), None);
+        assert_eq!(
+            f.take_for(&["crm.contact.update"]),
+            Some(Fault::WriteThenFail)
+        );
+        assert_eq!(f.take_for(&["crm.contact.update"]), None);
         assert_eq!(f.injected(), 3);
         let run = |seed| {
             let f = Faults::default();
             f.storm_503(0.3, seed);
             (0..200)
-                .map(|_| f.take(&["x"]).is_some())
+                .map(|_| f.take_for(&["x"]).is_some())
                 .collect::<Vec<_>>()
         };
         let a = run(7);
