@@ -258,6 +258,19 @@ pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// The run's start as the wall-clock time of the zone the inputs' date-times were written in
+/// (the portal's, e.g. +03:00), in the engine's milliseconds: date-times keep the wall-clock
+/// time written, so `now()` and the day counts must read the clock in that same zone, not the
+/// machine's. Inputs without offsets are taken to be in the machine's zone.
+fn now_in_zone_of_data(
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+    data_offset: Option<chrono::FixedOffset>,
+) -> i64 {
+    let zone = data_offset.unwrap_or(*started_at.offset());
+    let wall_clock = started_at.with_timezone(&zone).naive_local();
+    wall_clock.and_utc().timestamp_millis()
+}
+
 fn fatal(message: impl Into<String>) -> Fatal {
     Fatal {
         system: "table".into(),
@@ -271,6 +284,7 @@ impl Source for TableSource {
         let clock = Instant::now();
         let mut tables: ops::Tables = HashMap::new();
         let mut total = 0usize;
+        let mut data_offset = None;
         for input in &mut self.inputs {
             input.source.open(ctx, None).await?;
             let mut builder = input
@@ -295,6 +309,7 @@ impl Source for TableSource {
             for line in builder.problems() {
                 ctx.log(line);
             }
+            data_offset = data_offset.or(builder.offset());
             let rows = builder.rows();
             total += rows;
             ctx.count(&format!("table.{}.rows", input.name), rows as i64);
@@ -305,7 +320,7 @@ impl Source for TableSource {
         }
         let read = clock.elapsed();
         let clock = Instant::now();
-        let now_ms = ctx.started_at.naive_local().and_utc().timestamp_millis();
+        let now_ms = now_in_zone_of_data(ctx.started_at, data_offset);
         let env = Env {
             now_ms,
             settings: &self.settings,
