@@ -46,7 +46,7 @@ impl Lsp {
     /// The server, or `None` (outside CI) when it is not installed.
     fn start() -> Option<Lsp> {
         let Some(path) = server_path() else {
-            let hint = "yaml-language-server not found: `npm install --no-save --prefix .ci/node yaml-language-server`";
+            let hint = "yaml-language-server not found: `npm install --no-save --prefix .ci/node yaml-language-server@1.25.0`";
             assert!(std::env::var("CI").as_deref() != Ok("true"), "{hint}");
             eprintln!("skipped: {hint}");
             return None;
