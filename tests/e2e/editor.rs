@@ -312,3 +312,42 @@ fn a_misspelt_type_is_one_diagnostic_naming_the_valid_types() {
         );
     }
 }
+
+#[test]
+fn type_values_are_described_and_components_titled() {
+    let Some(mut lsp) = Lsp::start() else { return };
+    let (uri, text) = shipped("contacts.yaml");
+    let line = text
+        .lines()
+        .position(|l| l == "  - type: otmechalka.client")
+        .unwrap();
+    // Hovering a sink's key names the sink, not the whole pipeline.
+    lsp.open(&uri, &text);
+    let position = json!({"line": line + 1, "character": 5});
+    let hover = lsp.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": &uri}, "position": position}),
+    );
+    let shown = hover["contents"]["value"].as_str().unwrap_or_default();
+    assert!(shown.starts_with("#### otmechalka.client sink"), "{shown}");
+    lsp.close(&uri);
+    // The values offered for `type:` come with what each type does.
+    let blank = text.replacen("  - type: otmechalka.client", "  - type: ", 1);
+    lsp.open(&uri, &blank);
+    let position = json!({"line": line, "character": 10});
+    let result = lsp.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": &uri}, "position": position}),
+    );
+    let items = result.get("items").unwrap_or(&result).as_array().unwrap();
+    let described = |name: &str| {
+        let item = items.iter().find(|i| i["label"] == name);
+        let documentation = item.map(|i| i["documentation"].to_string());
+        documentation.unwrap_or_default()
+    };
+    assert!(described("xlsx").contains("Excel workbook"), "{items:#?}");
+    assert!(
+        described("otmechalka.client").contains("otmechalka client"),
+        "{items:#?}"
+    );
+}
