@@ -43,7 +43,7 @@ pub fn pipeline_schema(registry: &Registry) -> String {
     }
     // The component lists were made outside the root: the draft's transforms (no `$ref` with
     // siblings...) run again over the whole; they change nothing that already conforms.
-    type_every_property(&mut schema);
+    fit_properties_for_editors(&mut schema);
     let mut schema = Schema::try_from(schema).expect("schema object");
     for transform in &mut transforms {
         transform.transform(&mut schema);
@@ -72,37 +72,39 @@ fn quote_example_keys(prop: &mut Json) {
     prop["defaultSnippets"] = serde_json::json!([{"body": body}]);
 }
 
-/// Gives every property schema that reaches its type only through a `$ref` (or alternatives)
-/// that type as well, a redundant constraint: yaml-language-server inserts a completed key
-/// without its colon when the key's schema has no `type`.
-fn type_every_property(schema: &mut Json) {
+/// Fits every property schema for yaml-language-server's completion: one that reaches its
+/// type only through a `$ref` (or alternatives) gets that type as well, a redundant constraint
+/// (without a `type` the server inserts a completed key without its colon), and template keys
+/// in examples get quoted ([`quote_example_keys`]).
+fn fit_properties_for_editors(schema: &mut Json) {
     let definitions = schema.get("definitions").cloned().unwrap_or_default();
-    fn walk(node: &mut Json, definitions: &Json) {
-        match node {
-            Json::Object(obj) => {
-                if let Some(Json::Object(props)) = obj.get_mut("properties") {
-                    for prop in props.values_mut() {
-                        if let (Json::Object(p), Some(types)) =
-                            (&*prop, json_types(prop, definitions, 0))
-                        {
-                            if !p.contains_key("type") {
-                                let types = match types.as_slice() {
-                                    [one] => Json::from(one.as_str()),
-                                    _ => Json::from(types),
-                                };
-                                prop.as_object_mut().unwrap().insert("type".into(), types);
-                            }
-                        }
-                        quote_example_keys(prop);
-                    }
-                }
-                obj.values_mut().for_each(|v| walk(v, definitions));
+    visit_objects(schema, &mut |object| {
+        let Some(Json::Object(properties)) = object.get_mut("properties") else {
+            return;
+        };
+        for property in properties.values_mut() {
+            let types = json_types(property, &definitions, 0);
+            if let (Json::Object(property), Some(types)) = (&mut *property, types) {
+                property.entry("type").or_insert(match types.as_slice() {
+                    [one] => Json::from(one.as_str()),
+                    _ => Json::from(types),
+                });
             }
-            Json::Array(items) => items.iter_mut().for_each(|v| walk(v, definitions)),
-            _ => {}
+            quote_example_keys(property);
         }
+    });
+}
+
+/// Calls `f` on every object in the tree, parents first.
+fn visit_objects(node: &mut Json, f: &mut impl FnMut(&mut serde_json::Map<String, Json>)) {
+    match node {
+        Json::Object(object) => {
+            f(object);
+            object.values_mut().for_each(|v| visit_objects(v, f));
+        }
+        Json::Array(items) => items.iter_mut().for_each(|v| visit_objects(v, f)),
+        _ => {}
     }
-    walk(schema, &definitions);
 }
 
 /// The JSON types a schema admits, when they can be told from its `type`, `$ref`s, alternatives
@@ -142,8 +144,6 @@ fn json_types(schema: &Json, definitions: &Json, depth: usize) -> Option<Vec<Str
         vec![of_value(c)]
     } else if let Some(Json::Array(values)) = obj.get("enum") {
         values.iter().map(of_value).collect()
-    } else if obj.contains_key("properties") {
-        vec!["object".into()]
     } else {
         // Every branch of an `allOf` holds: any one's types include the admitted ones.
         if let Some(Json::Array(all)) = obj.get("allOf") {

@@ -374,3 +374,32 @@ impl Source for TableSource {
         Ok(Some(batch))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, FixedOffset};
+
+    use super::now_in_zone_of_data;
+
+    /// The engine's milliseconds of a wall-clock time.
+    fn wall_clock_ms(text: &str) -> i64 {
+        let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap();
+        naive.and_utc().timestamp_millis()
+    }
+
+    #[test]
+    fn now_is_read_on_the_clock_of_the_datas_zone() {
+        // 22:30 on a UTC server is 01:30 the next day in Moscow.
+        let started = DateTime::parse_from_rfc3339("2024-03-09T22:30:00+00:00").unwrap();
+        let moscow = FixedOffset::east_opt(3 * 3600);
+        assert_eq!(
+            now_in_zone_of_data(started, moscow),
+            wall_clock_ms("2024-03-10 01:30")
+        );
+        // Without an offset in the data: the machine's clock.
+        assert_eq!(
+            now_in_zone_of_data(started, None),
+            wall_clock_ms("2024-03-09 22:30")
+        );
+    }
+}
