@@ -216,6 +216,7 @@ impl FrameBuilder {
                 v = v.and_then(|x| x.get(part));
             }
             let v = v.unwrap_or(&Json::Null);
+            // Until one value shows the zone (values without an offset cost one failed parse).
             if self.offset.is_none() && matches!(c.kind, ColumnType::Datetime | ColumnType::Date) {
                 self.offset = v.as_str().and_then(written_offset);
             }
