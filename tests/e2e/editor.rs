@@ -230,9 +230,18 @@ fn shipped(name: &str) -> (String, String) {
     (format!("file://{}", path.display()), text)
 }
 
-/// The keys offered on a new line, indented by `indent`, inserted after the line `after`.
-fn keys_after(lsp: &mut Lsp, name: &str, after: &str, indent: usize) -> BTreeSet<String> {
+/// The keys offered on a new line, indented by `indent`, inserted after the line `after` of the
+/// shipped pipeline `name` (edited by `edit`). Each offered key, accepted, gives a document
+/// that parses with the key in the component at `component` (a JSON pointer).
+fn keys_after(
+    lsp: &mut Lsp,
+    (name, edit): (&str, &dyn Fn(&str) -> String),
+    after: &str,
+    indent: usize,
+    component: &str,
+) -> BTreeSet<String> {
     let (uri, text) = shipped(name);
+    let text = edit(&text);
     let mut lines: Vec<&str> = text.lines().collect();
     let at = 1 + lines
         .iter()
@@ -243,13 +252,65 @@ fn keys_after(lsp: &mut Lsp, name: &str, after: &str, indent: usize) -> BTreeSet
     lsp.open(&uri, &lines.join("\n"));
     let offered = lsp.complete_keys(&uri, at, indent);
     lsp.close(&uri);
-    for (label, text) in &offered {
+    for (label, insert) in &offered {
         assert!(
-            text.starts_with(&format!("{label}:")),
-            "completing `{label}` inserts {text:?}, not `{label}:`"
+            insert.starts_with(&format!("{label}:")),
+            "completing `{label}` inserts {insert:?}, not `{label}:`"
+        );
+        let accepted = accept(&lines, at, indent, insert);
+        let tree = etl::syntax::node::parse(&accepted, name)
+            .unwrap_or_else(|e| panic!("accepting `{label}` ({insert:?}) breaks the YAML: {e:?}"))
+            .to_json();
+        assert!(
+            tree.pointer(component).and_then(|c| c.get(label)).is_some(),
+            "accepting `{label}` ({insert:?}) does not put it in {component}"
         );
     }
     offered.into_iter().map(|(label, _)| label).collect()
+}
+
+/// The document after accepting a completion as VS Code does: placeholders take their
+/// defaults, and the lines after the first get the indentation of the line completed on.
+fn accept(lines: &[&str], at: usize, indent: usize, insert: &str) -> String {
+    let pad = " ".repeat(indent);
+    let inserted = format!(
+        "{pad}{}",
+        expand_snippet(insert).replace('\n', &format!("\n{pad}"))
+    );
+    let mut lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    lines[at] = inserted;
+    lines.join("\n")
+}
+
+/// An LSP snippet's text: `${1:default}` is its default, `$1` nothing, `\}` a brace.
+fn expand_snippet(snippet: &str) -> String {
+    let mut out = String::new();
+    let mut chars = snippet.chars().peekable();
+    let mut open = 0;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '$' if chars.peek() == Some(&'{') => {
+                chars.next();
+                while chars.next_if(|c| c.is_ascii_digit()).is_some() {}
+                chars.next_if_eq(&':');
+                open += 1;
+            }
+            '$' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                while chars.next_if(|c| c.is_ascii_digit()).is_some() {}
+            }
+            '}' if open > 0 => open -= 1,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn snippets_expand_to_their_defaults() {
+    assert_eq!(expand_snippet("a: ${1:x}"), "a: x");
+    assert_eq!(expand_snippet("a: $1"), "a: ");
+    assert_eq!(expand_snippet("a: ${2:{{ b \\}\\}}"), "a: {{ b }}");
 }
 
 fn set(keys: &[&str]) -> BTreeSet<String> {
@@ -259,20 +320,59 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
 #[test]
 fn completion_offers_the_keys_of_the_components_type_only() {
     let Some(mut lsp) = Lsp::start() else { return };
+    let shipped = |text: &str| text.to_string();
     // The source (bitrix24.list) has type, connection, method, select, filter and incremental.
     assert_eq!(
-        keys_after(&mut lsp, "contacts.yaml", "  connection: b24", 2),
+        keys_after(
+            &mut lsp,
+            ("contacts.yaml", &shipped),
+            "  connection: b24",
+            2,
+            "/source"
+        ),
         set(&["id", "id_field", "items", "order", "paging", "params"])
     );
     // A `map` step with its id and fields.
     assert_eq!(
-        keys_after(&mut lsp, "contacts.yaml", "    id: routing", 4),
+        keys_after(
+            &mut lsp,
+            ("contacts.yaml", &shipped),
+            "    id: routing",
+            4,
+            "/steps/1"
+        ),
         set(&["keep", "omit_null"])
     );
     // An otmechalka.client sink with its connection.
+    let sink = "/sinks/0";
     assert_eq!(
-        keys_after(&mut lsp, "contacts.yaml", "    connection: otmechalka", 4),
+        keys_after(
+            &mut lsp,
+            ("contacts.yaml", &shipped),
+            "    connection: otmechalka",
+            4,
+            sink
+        ),
         set(&["id", "value"])
+    );
+    // A bitrix24.update hook without its connection and fields.
+    let bare = |text: &str| {
+        let (head, tail) = text.split_once("on_success:").unwrap();
+        let tail = tail
+            .replacen("    connection: b24\n", "", 1)
+            .replacen("    fields:\n      \"{{ settings.status_field }}\": \"{{ settings.success_status }}\"\n", "", 1);
+        format!("{head}on_success:{tail}")
+    };
+    let record_id = "    record_id: \"{{ source.ID }}\"";
+    assert_eq!(
+        keys_after(
+            &mut lsp,
+            ("contacts.yaml", &bare),
+            record_id,
+            4,
+            "/on_success/0"
+        ),
+        set(&["connection", "fields", "id", "params"])
     );
 }
 
