@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use indexmap::IndexMap;
 use polars::prelude::*;
 use schemars::JsonSchema;
@@ -131,6 +131,9 @@ pub struct FrameBuilder {
     input: String,
     columns: Vec<ColumnIn>,
     rows: usize,
+    /// The offset of the first date-time written with one (the portal's zone): values keep
+    /// their wall-clock time, so the run's "now" must be taken in this zone to compare with them.
+    offset: Option<FixedOffset>,
 }
 
 impl FrameBuilder {
@@ -159,6 +162,7 @@ impl FrameBuilder {
             input: input.to_string(),
             columns,
             rows: 0,
+            offset: None,
         }
     }
 
@@ -211,11 +215,16 @@ impl FrameBuilder {
             for part in &c.from {
                 v = v.and_then(|x| x.get(part));
             }
-            let ok = append(&mut c.builder, v.unwrap_or(&Json::Null));
+            let v = v.unwrap_or(&Json::Null);
+            // Until one value shows the zone (values without an offset cost one failed parse).
+            if self.offset.is_none() && matches!(c.kind, ColumnType::Datetime | ColumnType::Date) {
+                self.offset = v.as_str().and_then(written_offset);
+            }
+            let ok = append(&mut c.builder, v);
             if !ok {
                 c.bad += 1;
                 if c.first_bad.is_none() {
-                    c.first_bad = Some(v.map(Json::to_string).unwrap_or_default());
+                    c.first_bad = Some(v.to_string());
                 }
             }
         }
@@ -241,6 +250,11 @@ impl FrameBuilder {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The zone the date-times of this input were written in, if any carried an offset.
+    pub fn offset(&self) -> Option<FixedOffset> {
+        self.offset
     }
 
     pub fn finish(self) -> PolarsResult<DataFrame> {
@@ -382,6 +396,13 @@ pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
         }
     }
     None
+}
+
+/// The offset a date-time is written with (`2024-03-10T09:00:00+03:00`), if any.
+fn written_offset(text: &str) -> Option<FixedOffset> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|dt| *dt.offset())
 }
 
 fn datetime_ms(v: &Json) -> Option<i64> {

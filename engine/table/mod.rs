@@ -258,6 +258,19 @@ pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// The run's start as the wall-clock time of the zone the inputs' date-times were written in
+/// (the portal's, e.g. +03:00), in the engine's milliseconds: date-times keep the wall-clock
+/// time written, so `now()` and the day counts must read the clock in that same zone, not the
+/// machine's. Inputs without offsets are taken to be in the machine's zone.
+fn now_in_zone_of_data(
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+    data_offset: Option<chrono::FixedOffset>,
+) -> i64 {
+    let zone = data_offset.unwrap_or(*started_at.offset());
+    let wall_clock = started_at.with_timezone(&zone).naive_local();
+    wall_clock.and_utc().timestamp_millis()
+}
+
 fn fatal(message: impl Into<String>) -> Fatal {
     Fatal {
         system: "table".into(),
@@ -271,6 +284,7 @@ impl Source for TableSource {
         let clock = Instant::now();
         let mut tables: ops::Tables = HashMap::new();
         let mut total = 0usize;
+        let mut data_offset = None;
         for input in &mut self.inputs {
             input.source.open(ctx, None).await?;
             let mut builder = input
@@ -295,6 +309,7 @@ impl Source for TableSource {
             for line in builder.problems() {
                 ctx.log(line);
             }
+            data_offset = data_offset.or(builder.offset());
             let rows = builder.rows();
             total += rows;
             ctx.count(&format!("table.{}.rows", input.name), rows as i64);
@@ -305,7 +320,7 @@ impl Source for TableSource {
         }
         let read = clock.elapsed();
         let clock = Instant::now();
-        let now_ms = ctx.started_at.naive_local().and_utc().timestamp_millis();
+        let now_ms = now_in_zone_of_data(ctx.started_at, data_offset);
         let env = Env {
             now_ms,
             settings: &self.settings,
@@ -357,5 +372,34 @@ impl Source for TableSource {
         }
         self.offset += batch.len();
         Ok(Some(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, FixedOffset};
+
+    use super::now_in_zone_of_data;
+
+    /// The engine's milliseconds of a wall-clock time.
+    fn wall_clock_ms(text: &str) -> i64 {
+        let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap();
+        naive.and_utc().timestamp_millis()
+    }
+
+    #[test]
+    fn now_is_read_on_the_clock_of_the_datas_zone() {
+        // 22:30 on a UTC server is 01:30 the next day in Moscow.
+        let started = DateTime::parse_from_rfc3339("2024-03-09T22:30:00+00:00").unwrap();
+        let moscow = FixedOffset::east_opt(3 * 3600);
+        assert_eq!(
+            now_in_zone_of_data(started, moscow),
+            wall_clock_ms("2024-03-10 01:30")
+        );
+        // Without an offset in the data: the machine's clock.
+        assert_eq!(
+            now_in_zone_of_data(started, None),
+            wall_clock_ms("2024-03-09 22:30")
+        );
     }
 }

@@ -11,6 +11,7 @@ mod comagic_serve;
 mod comagic_stats;
 mod core_run;
 mod core_validate;
+mod editor;
 mod email;
 mod ops;
 mod reports;
