@@ -204,3 +204,55 @@ fn bench_seed001_second_run_requests() {
         std::thread::sleep(Duration::from_millis(1100));
     }
 }
+
+/// Issue 15 (a): the first run of contacts.yaml over 100,000 contacts in --dry-run, then
+/// fast_bitrix24's get_all (bench/fast_bitrix24_get_all.py) on a fresh bucket of the same portal.
+#[test]
+#[ignore]
+fn bench_contacts_first_run_against_fast_bitrix24() {
+    let emu = b24_with(portal_config(), Portal::bulk_contacts(100_000));
+    let otm = OtmechalkaEmulator::start(OtmechalkaConfig {
+        latency: Duration::from_millis(5),
+        max_active_clients: 1_000_000,
+        ..OtmechalkaConfig::default()
+    })
+    .unwrap();
+    let s = Scratch::new();
+    let mut cmd = etl_run(
+        &root().join("pipelines").join("contacts.yaml"),
+        &s.state(),
+        Some(&emu),
+        Some(&otm),
+    );
+    cmd.arg("--dry-run").arg("--journal").arg(s.path("j.json"));
+    let (out, t, mem) = timed(&mut cmd);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let ours = (emu.http_requests(), t.as_secs_f64());
+    println!(
+        "contacts.yaml first run, 100,000 contacts, --dry-run: {} Bitrix24 requests ({} batch), {} QUERY_LIMIT_EXCEEDED, {:.2} s, peak {mem}, {}",
+        ours.0,
+        emu.requests("batch"),
+        emu.limit_refusals(),
+        ours.1,
+        read_json(&s.path("j.json"))["counts"]
+    );
+
+    emu.reset_limits();
+    let before = emu.http_requests();
+    let script = root().join("bench").join("fast_bitrix24_get_all.py");
+    let started = Instant::now();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(emu.webhook_url())
+        .output()
+        .unwrap();
+    let theirs = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    println!(
+        "fast_bitrix24 get_all, same portal: {} requests, {} (rows, seconds in get_all), {:.2} s with interpreter start; ours/theirs = {:.2}",
+        emu.http_requests() - before,
+        stdout(&out).trim(),
+        theirs,
+        ours.1 / theirs
+    );
+}
