@@ -246,6 +246,69 @@ fn a_tie_of_5000_with_shuffled_ids_among_distinct_dates_costs_nothing_extra() {
     assert!(ids(&s).is_empty(), "second run re-delivered {:?}", ids(&s));
 }
 
+/// Windows cut by the window probe (here at 1,000 rows) meet exactly, ties across a cut
+/// included.
+#[test]
+fn date_modify_windows_meet_exactly() {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2024-05-02T12:00:00+03:00").unwrap();
+    let emu = b24(contacts_modified((0..5_000u64).map(|n| {
+        let second = if (900..1_400).contains(&n) {
+            900
+        } else {
+            (n / 3) as i64
+        };
+        (
+            (n * 7_919) % 5_000 + 1,
+            (t0 + chrono::Duration::seconds(second)).to_rfc3339(),
+        )
+    })));
+    let s = Scratch::new();
+    let p = export_pipeline(
+        &s,
+        "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\", window_rows: 1000}",
+    );
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_exactly_once_in_order(&s, 5_000);
+    let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(ids(&s).is_empty(), "second run re-delivered {:?}", ids(&s));
+}
+
+/// The 100,000-contact first run: 41 requests, incremental or not.
+#[test]
+fn a_100000_record_read_takes_41_requests() {
+    for incremental in [
+        "",
+        "  incremental: {field: DATE_MODIFY, start: \"2000-01-01T00:00:00+03:00\"}",
+    ] {
+        let emu = b24_with(EmulatorConfig::unlimited(), Portal::bulk_contacts(100_000));
+        let s = Scratch::new();
+        let p = export_pipeline(&s, incremental);
+        let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let rows = read_jsonl(&s.path("out.jsonl"));
+        assert!(rows.len() >= 100_000, "{}", rows.len());
+        assert!(
+            emu.http_requests() <= 41,
+            "{incremental}: {} requests",
+            emu.http_requests()
+        );
+    }
+}
+
 /// A run killed at some point resumes from its cursor: the next run delivers exactly the
 /// records after the last one whose cursor was kept, in order, and the one after nothing.
 #[test]

@@ -111,20 +111,15 @@ impl ListSource {
         let Position::Window(mut window) = self.state.clone() else {
             unreachable!("opened")
         };
-        let field = self
-            .cfg
-            .incremental
-            .as_ref()
-            .expect("incremental")
-            .field
-            .clone();
+        let inc = self.cfg.incremental.as_ref().expect("incremental");
+        let (field, window_rows) = (inc.field.clone(), inc.window_rows.unwrap_or(WINDOW_ROWS));
         let (mut held, mut after) = (Vec::new(), "0".to_string());
         loop {
             let filter = window.filter(&field);
             // The window probe goes with the first round of a window not cut yet.
             let probe = (window.to.is_none() && after == "0").then(|| WindowProbe {
                 field: field.clone(),
-                offset: WINDOW_ROWS,
+                offset: window_rows,
             });
             let round = self.read_round(&filter, &after, probe.as_ref()).await?;
             if let Some(to) = round.window_too_big {

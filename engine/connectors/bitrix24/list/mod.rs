@@ -102,6 +102,11 @@ pub struct Incremental {
     /// records behind the cursor. The rest (and our own status write-backs) come next run.
     #[serde(default = "default_settle")]
     pub settle_secs: u64,
+    /// Rows a DATE_MODIFY window may hold before it is cut (tests set it low to exercise the
+    /// cut; not part of the documented schema).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub window_rows: Option<usize>,
 }
 
 fn default_modify() -> String {
