@@ -104,7 +104,19 @@ fn compare_ids(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// A row of a window waiting for delivery: (date, ID, the row as JSON text).
+pub(super) type Held = (String, String, Box<str>);
+
 impl ListSource {
+    /// Delivers up to a page of the window read last, in order, each with its cursor.
+    pub(super) fn deliver_sorted(&mut self) {
+        let n = self.sorted.len().min(super::PAGE);
+        for (date, id, text) in self.sorted.drain(..n).collect::<Vec<_>>() {
+            let row: Json = serde_json::from_str(&text).expect("held rows are JSON");
+            self.push(row, Some(json!({ "date": date, "id": id })));
+        }
+    }
+
     /// Reads one whole window and delivers its rows in (date, ID) order; then moves to the
     /// next window, or ends when this one reached the settle limit.
     pub(super) async fn fetch_incremental(&mut self) -> Result<(), Fatal> {
@@ -126,21 +138,24 @@ impl ListSource {
                 window.to = Some(to);
                 continue;
             }
-            held.extend(round.rows);
+            // Held serialised: a third or less of the memory of parsed rows.
+            held.extend(
+                round
+                    .rows
+                    .into_iter()
+                    .map(|row| {
+                        let key = (as_text(&row[field.as_str()]), self.id_of(&row));
+                        (key.0, key.1, row.to_string().into_boxed_str())
+                    })
+                    .filter(|(date, id, _)| !window.delivered(date, id)),
+            );
             if round.complete {
                 break;
             }
             after = round.last_id;
         }
-        let mut keyed: Vec<(String, String, Json)> = held
-            .into_iter()
-            .map(|row| (as_text(&row[field.as_str()]), self.id_of(&row), row))
-            .filter(|(date, id, _)| !window.delivered(date, id))
-            .collect();
-        keyed.sort_by(|a, b| compare_dates(&a.0, &b.0).then_with(|| compare_ids(&a.1, &b.1)));
-        for (date, id, row) in keyed {
-            self.push(row, Some(json!({ "date": date, "id": id })));
-        }
+        held.sort_by(|a, b| compare_dates(&a.0, &b.0).then_with(|| compare_ids(&a.1, &b.1)));
+        self.sorted = held.into();
         match window.to {
             Some(to) => self.state = Position::Window(Window::after(to)),
             None => self.done = true,

@@ -143,6 +143,7 @@ impl SourceConfig for ListConfig {
             buffer: VecDeque::new(),
             state: Position::Start,
             done: false,
+            sorted: VecDeque::new(),
         }))
     }
 }
@@ -171,6 +172,8 @@ struct ListSource {
     buffer: VecDeque<Record>,
     state: Position,
     done: bool,
+    /// Incremental: the rows of the window read last, sorted, not yet delivered.
+    sorted: VecDeque<incremental::Held>,
 }
 
 fn unavailable(e: B24Error) -> Fatal {
@@ -397,12 +400,16 @@ impl Source for ListSource {
     }
 
     async fn next_batch(&mut self, _: &RunCtx) -> Result<Option<Vec<Record>>, Fatal> {
-        if self.buffer.is_empty() && !self.done {
+        // A loop: a window may hold nothing new (only rows at the cursor already delivered).
+        while self.buffer.is_empty() && self.sorted.is_empty() && !self.done {
             match (self.paging, &self.cfg.incremental) {
                 (_, Some(_)) => self.fetch_incremental().await?,
                 (Paging::Offset, None) => self.fetch_offset().await?,
                 _ => self.fetch_keyset().await?,
             }
+        }
+        if self.buffer.is_empty() {
+            self.deliver_sorted();
         }
         if self.buffer.is_empty() {
             return Ok(None);
