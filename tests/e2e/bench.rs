@@ -237,6 +237,24 @@ fn bench_contacts_first_run_against_fast_bitrix24() {
         read_json(&s.path("j.json"))["counts"]
     );
 
+    // The read alone: the same source into a jsonl file (no mapping, no lookups).
+    emu.reset_limits();
+    let before = emu.http_requests();
+    let p = s.write(
+        "read.yaml",
+        &format!(
+            "name: read\nconnections:\n  b24: {{type: bitrix24, webhook_url: \"${{env:B24_WEBHOOK_URL}}\"}}\nsource: {{type: bitrix24.list, connection: b24, method: crm.contact.list, select: [ID, NAME, LAST_NAME, PHONE, EMAIL, DATE_CREATE, DATE_MODIFY], incremental: {{field: DATE_MODIFY, start: \"2000-01-01T00:00:00+03:00\"}}}}\nsinks: [{{type: jsonl, path: \"{}\"}}]\n",
+            s.path("out.jsonl").display()
+        ),
+    );
+    let (out, t, mem) = timed(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert!(out.status.success(), "{}", stdout(&out));
+    println!(
+        "the read alone (incremental, same fixed select, jsonl sink): {} requests, {:.2} s, peak {mem}",
+        emu.http_requests() - before,
+        t.as_secs_f64()
+    );
+
     emu.reset_limits();
     let before = emu.http_requests();
     let script = root().join("bench").join("fast_bitrix24_get_all.py");
