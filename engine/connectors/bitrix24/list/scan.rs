@@ -20,7 +20,7 @@ use futures::future::try_join_all;
 use serde_json::{Value as Json, json};
 
 use super::{ListSource, PAGE, as_text, unavailable};
-use crate::connectors::bitrix24::client::Kind;
+use crate::connectors::bitrix24::client::{BatchResult, Kind};
 use crate::runtime::Fatal;
 
 /// Chained pages in a round's probe request (with `PROBES` probes and an optional window probe).
@@ -122,6 +122,25 @@ impl ListSource {
         }
     }
 
+    /// The IDs that end the blocks, the rows of the last probe page that found one, and
+    /// whether a probe found nothing (so fewer than a block's rows follow the last end).
+    fn block_ends(&self, result: &BatchResult) -> Result<(Vec<String>, usize, bool), Fatal> {
+        let (mut ends, mut last_probe_rows, mut probes_ended) = (Vec::new(), 0, false);
+        for k in 1..=PROBES {
+            let Some(page) = self.page(result, &format!("q{k}"))? else {
+                break;
+            };
+            let page = self.rows(page);
+            let Some(first) = page.first() else {
+                probes_ended = true;
+                break;
+            };
+            ends.push(self.id_of(first));
+            last_probe_rows = page.len();
+        }
+        Ok((ends, last_probe_rows, probes_ended))
+    }
+
     /// One round after `after`: the probe request, then its blocks concurrently.
     pub(super) async fn read_round(
         &self,
@@ -186,19 +205,7 @@ impl ListSource {
             }
         }
         // Block ends from the probes; the chain's offsets are exactly those before the first.
-        let (mut ends, mut last_probe_rows, mut probes_ended) = (Vec::new(), 0, false);
-        for k in 1..=PROBES {
-            let Some(page) = self.page(&result, &format!("q{k}"))? else {
-                break;
-            };
-            let page = self.rows(page);
-            let Some(first) = page.first() else {
-                probes_ended = true;
-                break;
-            };
-            ends.push(self.id_of(first));
-            last_probe_rows = page.len();
-        }
+        let (ends, last_probe_rows, probes_ended) = self.block_ends(&result)?;
         let mut blocks: Vec<(String, Option<String>)> = Vec::new();
         let mut from = round.last_id.clone();
         for end in &ends {
