@@ -1,5 +1,6 @@
 //! The `etl` command line: run, validate, schema, state.
 
+mod docs;
 mod emulate;
 mod logging;
 mod serve;
@@ -79,6 +80,8 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
+    /// Print the component and filter reference as Markdown (what docs/reference.md holds).
+    Docs,
     /// Serve pipelines over HTTP: `GET /run/<pipeline>[?setting=value]` runs
     /// `pipelines/<pipeline>.yaml` and answers its journal as JSON (`?update_db` sets
     /// `settings.update_db=true`); one run per pipeline at a time.
@@ -144,6 +147,10 @@ pub fn main() -> i32 {
         Command::Validate { paths } => validate(&paths),
         Command::Schema => {
             print!("{}", config::schema::pipeline_schema());
+            EXIT_OK
+        }
+        Command::Docs => {
+            print!("{}", docs::reference(crate::connectors::registry()));
             EXIT_OK
         }
         Command::State { action, state } => state_command(action, state),

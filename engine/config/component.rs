@@ -67,6 +67,13 @@ pub struct Entry<T> {
     schema: SchemaFn,
 }
 
+impl<T> Entry<T> {
+    /// The JSON Schema of the component's own keys (without `type` and `id`).
+    pub fn schema(&self, g: &mut SchemaGenerator) -> Schema {
+        (self.schema)(g)
+    }
+}
+
 /// Starts a connector's emulator for `etl run --sandbox`; returns environment overrides
 /// (e.g. `B24_WEBHOOK_URL`) that point the pipeline at it. The guard keeps it running.
 pub type SandboxFuture = Pin<

@@ -1,6 +1,7 @@
 //! Expressions: minijinja templates and JSON paths, compiled once per pipeline, plus the filter
 //! library and the per-record scope templates see.
 
+pub mod filter_table;
 pub mod filters;
 pub mod json_object;
 pub mod native;

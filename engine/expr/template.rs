@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 
 use super::json_object::to_json;
 use super::native::{self, Fail, truthy};
-use super::{Scope, filters};
+use super::{Scope, filter_table};
 use crate::config::de::capture_node;
 use crate::config::diag::{Diagnostic, unknown_message};
 use crate::config::load;
@@ -78,7 +78,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     // Bitrix24 leaves fields out freely; a missing field is "nothing", not an error.
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
-    filters::register(&mut env);
+    filter_table::register(&mut env);
     env
 });
 
@@ -297,10 +297,10 @@ fn unknown_filters(source: &str) -> Vec<CompileError> {
     let mut after_pipe = false;
     for (token, span) in tokenize(source, false, SyntaxConfig::default()).flatten() {
         if after_pipe && let Token::Ident(name) = token {
-            let known = BUILTIN_FILTERS.contains(&name) || filters::CUSTOM.contains(&name);
+            let known = BUILTIN_FILTERS.contains(&name) || filter_table::is_ours(name);
             if !known {
                 let mut all: Vec<&str> = BUILTIN_FILTERS.to_vec();
-                all.extend_from_slice(filters::CUSTOM);
+                all.extend(filter_table::names());
                 let (line, col) = line_col(source, span.start_offset as usize);
                 let suggestion = unknown_message("filter", name, &[]);
                 let message = match crate::config::diag::did_you_mean(name, all) {
@@ -400,7 +400,7 @@ impl schemars::JsonSchema for Template {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": ["string", "number", "integer", "boolean", "null", "array"],
-            "description": "A value, or a minijinja template: `{{ source.NAME }}`. A value that is exactly one `{{ expression }}` keeps its type (list, number); filters: phone, date, money, lookup, map_values, flatten, unique_list, compact, to_number, datetime, add_days and the minijinja builtins.",
+            "description": "A value, or a minijinja template: `{{ source.NAME }}`. A value that is exactly one `{{ expression }}` keeps its type (list, number); filters: the minijinja builtins and ours (`phone`, `date`, `money`, `lookup`, ...), all listed in docs/reference.md.",
             "examples": ["{{ source.PHONE | first | attr('VALUE') | phone }}"]
         })
     }
