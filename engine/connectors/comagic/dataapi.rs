@@ -254,6 +254,8 @@ pub struct DataApi {
     pub stats: ClientStats,
 }
 
+// `NotSent` says what matters (whether repeating is safe) better than a shorter name would.
+#[allow(clippy::enum_variant_names)]
 enum Sent {
     /// The request did not leave (connection refused, DNS): safe to repeat.
     NotSent(String),
