@@ -1,5 +1,6 @@
 //! The `etl` command line: run, validate, schema, state.
 
+mod docs;
 #[cfg(feature = "sandbox")]
 mod emulate;
 mod logging;
@@ -83,6 +84,8 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
+    /// Print the component and filter reference as Markdown (what docs/reference.md holds).
+    Docs,
     /// Serve pipelines over HTTP: `GET /run/<pipeline>[?setting=value]` runs
     /// `pipelines/<pipeline>.yaml` and answers its journal as JSON (`?update_db` sets
     /// `settings.update_db=true`); one run per pipeline at a time.
@@ -153,6 +156,10 @@ pub fn main() -> i32 {
                 "{}",
                 config::schema::pipeline_schema(connectors::registry())
             );
+            EXIT_OK
+        }
+        Command::Docs => {
+            print!("{}", docs::reference(crate::connectors::registry()));
             EXIT_OK
         }
         Command::State { action, state } => state_command(action, state),

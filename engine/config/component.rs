@@ -110,6 +110,13 @@ pub struct Entry<T> {
     schema: SchemaFn,
 }
 
+impl<T> Entry<T> {
+    /// The JSON Schema of the component's own keys (without `type` and `id`).
+    pub fn schema(&self, g: &mut SchemaGenerator) -> Schema {
+        (self.schema)(g)
+    }
+}
+
 #[derive(Default)]
 pub struct Registry {
     pub connections: Vec<Entry<Arc<dyn Any + Send + Sync>>>,

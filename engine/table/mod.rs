@@ -6,6 +6,7 @@
 pub mod columns;
 pub mod expr;
 pub mod ops;
+pub mod rows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -329,7 +330,7 @@ impl Source for TableSource {
             .map_err(|d| fatal(d.headline()))?;
         for name in &self.plan.publish {
             let df = &tables[name];
-            let rows = off_runtime(|| columns::rows(df, 0, df.height()))
+            let rows = off_runtime(|| rows::rows(df, 0, df.height()))
                 .map_err(|e| fatal(format!("table {name}: {e}")))?;
             ctx.shared.publish(name, rows);
         }
@@ -359,8 +360,8 @@ impl Source for TableSource {
             self.result = None;
             return Ok(None);
         }
-        let rows = off_runtime(|| columns::rows(df, self.offset, BATCH))
-            .map_err(|e| fatal(e.to_string()))?;
+        let rows =
+            off_runtime(|| rows::rows(df, self.offset, BATCH)).map_err(|e| fatal(e.to_string()))?;
         let mut batch = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let key = match self.plan.key.as_ref().and_then(|k| row.get(k)) {

@@ -200,3 +200,14 @@ fn schema_file_matches_etl_schema() {
         "schemas/pipeline.schema.json is stale: run `cargo run -- schema > schemas/pipeline.schema.json`"
     );
 }
+
+#[test]
+fn reference_file_matches_etl_docs() {
+    let out = run(etl().arg("docs"));
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read_to_string(root().join("docs/reference.md")).unwrap();
+    assert!(
+        stdout(&out) == committed,
+        "docs/reference.md is stale: run `cargo run -- docs > docs/reference.md`"
+    );
+}

@@ -102,8 +102,11 @@ struct HttpSource {
     done: bool,
     position: u64,
     /// URL, query and headers, rendered once per run.
-    base: Option<(String, Vec<(String, String)>, Vec<(String, String)>)>,
+    base: Option<RenderedRequest>,
 }
+
+/// URL, query parameters and headers of the first page.
+type RenderedRequest = (String, Vec<(String, String)>, Vec<(String, String)>);
 
 #[async_trait]
 impl Source for HttpSource {
