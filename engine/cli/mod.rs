@@ -22,6 +22,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ABORTED: u8 = 1;
 /// Invalid pipeline or usage.
 pub const EXIT_INVALID: u8 = 2;
+/// The pipeline is already running (another process holds its lease); nothing was done.
+pub const EXIT_BUSY: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -50,10 +52,14 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline.
+    ///
+    /// Exit codes: 0 the run finished, 1 aborted (a system was unavailable; the next run
+    /// resumes), 2 invalid pipeline or usage, 3 the pipeline is already running (another run
+    /// holds its lease; this one did nothing).
     Run {
         /// The pipeline file.
         pipeline: PathBuf,
-        /// State database (cursors, fingerprints).
+        /// State: a SQLite file (default `.etl/state.db`) or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE")]
         state: Option<PathBuf>,
         /// Override a value, e.g. `--set settings.department_ids=[2, 3]` (the value is YAML).
@@ -90,7 +96,7 @@ enum Command {
         /// Directory of the pipeline files.
         #[arg(long, default_value = "pipelines")]
         pipelines: PathBuf,
-        /// State database, shared by the runs.
+        /// State, shared by the runs: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE")]
         state: Option<PathBuf>,
     },
@@ -101,7 +107,7 @@ enum Command {
     State {
         #[command(subcommand)]
         action: StateAction,
-        /// State database.
+        /// State: a SQLite file (default `.etl/state.db`) or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE", global = true)]
         state: Option<PathBuf>,
     },
@@ -113,6 +119,13 @@ enum StateAction {
     Show { pipeline: String },
     /// Forget a pipeline's cursor and fingerprints: the next run starts from its settings.
     Reset { pipeline: String },
+    /// Show the state's schema migrations (applied / pending) and apply the pending ones
+    /// (every command applies them when it opens the state; this does it explicitly).
+    Migrate {
+        /// Only show them.
+        #[arg(long)]
+        status: bool,
+    },
 }
 
 pub fn main() -> i32 {
@@ -249,8 +262,18 @@ async fn run(args: RunArgs) -> u8 {
     let store = match Store::open(&state_path) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::secrets::redact(&e));
             return EXIT_ABORTED;
+        }
+    };
+    // Held until the run is over. A dry run writes nothing, so it needs none and may look at a
+    // pipeline while it runs.
+    let _lease = if args.dry_run {
+        None
+    } else {
+        match take_lease(&store, &pipeline.name) {
+            Ok(lease) => Some(lease),
+            Err(code) => return code,
         }
     };
     let opts = RunOptions {
@@ -264,6 +287,25 @@ async fn run(args: RunArgs) -> u8 {
         Err(e) => {
             eprintln!("error: {}", crate::secrets::redact(&e));
             EXIT_ABORTED
+        }
+    }
+}
+
+/// The pipeline's lease, or the exit code of a run that must not start.
+fn take_lease(store: &Store, pipeline: &str) -> Result<state::Lease, u8> {
+    match store.try_lease(pipeline) {
+        Ok(Some(lease)) => Ok(lease),
+        Ok(None) => {
+            let holder = store.lease_holder(pipeline).ok().flatten();
+            eprintln!(
+                "error: {}; this run did nothing",
+                state::lease::already_running(pipeline, holder)
+            );
+            Err(EXIT_BUSY)
+        }
+        Err(e) => {
+            eprintln!("error: cannot take the pipeline's lease: {}", crate::secrets::redact(&e));
+            Err(EXIT_ABORTED)
         }
     }
 }
@@ -305,10 +347,15 @@ fn pipeline_name(arg: &str) -> String {
 
 fn state_command(action: StateAction, state: Option<PathBuf>) -> u8 {
     let path = state.unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
-    let store = match Store::open(&path) {
+    let opened = match action {
+        // Opening applies migrations; `migrate` shows them first.
+        StateAction::Migrate { .. } => Store::open_unmigrated(&path),
+        _ => Store::open(&path),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::secrets::redact(&e));
             return EXIT_ABORTED;
         }
     };
@@ -325,12 +372,35 @@ fn state_command(action: StateAction, state: Option<PathBuf>) -> u8 {
                 .reset(&name)
                 .map(|n| println!("{name}: state reset ({n} entries removed)"))
         }
+        StateAction::Migrate { status } => migrate(&store, status),
     };
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::secrets::redact(&e));
             EXIT_ABORTED
         }
     }
+}
+
+/// `etl state migrate`: one line per migration, then what was applied.
+fn migrate(store: &Store, status_only: bool) -> Result<(), String> {
+    println!("state: {}", store.location().display());
+    let migrations = store.migration_status()?;
+    for m in &migrations {
+        let status = match &m.applied_at {
+            Some(at) => format!("applied {at}"),
+            None => "pending".to_string(),
+        };
+        println!("{:>4}  {:<32}  {}", m.version, status, m.name);
+    }
+    let pending = migrations.iter().filter(|m| m.applied_at.is_none()).count();
+    if status_only || pending == 0 {
+        println!("{pending} pending");
+        return Ok(());
+    }
+    let applied = store.migrate()?;
+    let versions: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+    println!("applied {} migration(s): {}", applied.len(), versions.join(", "));
+    Ok(())
 }
