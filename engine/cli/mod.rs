@@ -281,7 +281,10 @@ async fn run(args: RunArgs) -> u8 {
         journal: args.journal,
         progress: args.progress,
     };
-    match executor::run(pipeline, Some(store), &opts).await {
+    let outcome = executor::run(pipeline, Some(store.clone()), &opts).await;
+    // For the "state operations per record" figure of the benchmarks.
+    tracing::debug!(operations = store.operations(), "state store");
+    match outcome {
         Ok(report) if report.aborted.is_none() => EXIT_OK,
         Ok(_) => EXIT_ABORTED,
         Err(e) => {
@@ -304,7 +307,10 @@ fn take_lease(store: &Store, pipeline: &str) -> Result<state::Lease, u8> {
             Err(EXIT_BUSY)
         }
         Err(e) => {
-            eprintln!("error: cannot take the pipeline's lease: {}", crate::secrets::redact(&e));
+            eprintln!(
+                "error: cannot take the pipeline's lease: {}",
+                crate::secrets::redact(&e)
+            );
             Err(EXIT_ABORTED)
         }
     }
@@ -401,6 +407,10 @@ fn migrate(store: &Store, status_only: bool) -> Result<(), String> {
     }
     let applied = store.migrate()?;
     let versions: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
-    println!("applied {} migration(s): {}", applied.len(), versions.join(", "));
+    println!(
+        "applied {} migration(s): {}",
+        applied.len(),
+        versions.join(", ")
+    );
     Ok(())
 }
