@@ -412,8 +412,19 @@ impl Backend for PgBackend {
     }
 }
 
-/// The connection whose session holds a lease's advisory lock; dropping it ends the session.
-struct LeaseConnection(#[allow(dead_code)] Worker);
+/// The connection whose session holds a lease's advisory lock.
+struct LeaseConnection(Worker);
+
+impl Drop for LeaseConnection {
+    /// Unlocks before closing: the server ends a closed session a moment after the client has
+    /// gone, and the pipeline must be free once the lease has dropped. (If this fails, closing
+    /// the session still releases the lock, a moment later.)
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .call(|c| c.batch_execute("SELECT pg_advisory_unlock_all()"));
+    }
+}
 
 fn applied(c: &mut impl postgres::GenericClient) -> Result<Vec<(i64, String)>, postgres::Error> {
     let exists: bool = c

@@ -246,6 +246,25 @@ fn lease_figures(f: &Fixture) {
         acquire / rounds,
         release / rounds
     );
+    let batch: Vec<(String, String, String)> = (0..50)
+        .map(|i| ("source".into(), i.to_string(), "h".into()))
+        .collect();
+    let keys: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (mut commit, mut read) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..rounds {
+        let clock = Instant::now();
+        store.commit("bench", &batch, Some(&json!(i))).unwrap();
+        commit += clock.elapsed();
+        let clock = Instant::now();
+        store.fingerprints("bench", "source", &keys).unwrap();
+        read += clock.elapsed();
+    }
+    eprintln!(
+        "checkpoint of 50 fingerprints and a cursor: {:?}, read of 50 fingerprints: {:?}",
+        commit / rounds,
+        read / rounds
+    );
 }
 
 #[test]

@@ -209,7 +209,7 @@ fn a_run_killed_with_kill_9_leaves_no_lease_behind() {
 #[test]
 #[ignore]
 fn bench_state_backends() {
-    let n = 5000;
+    let n = 2000;
     let s = Scratch::new();
     for (backend, state) in states(&s, "bench") {
         let config = EmulatorConfig {
