@@ -301,7 +301,7 @@ fn take_lease(store: &Store, pipeline: &str) -> Result<state::Lease, u8> {
         Ok(None) => {
             let holder = store.lease_holder(pipeline).ok().flatten();
             eprintln!(
-                "error: {}; this run did nothing",
+                "error: {}; nothing was done",
                 state::lease::already_running(pipeline, holder)
             );
             Err(EXIT_BUSY)
@@ -374,6 +374,11 @@ fn state_command(action: StateAction, state: Option<PathBuf>) -> u8 {
         }),
         StateAction::Reset { pipeline } => {
             let name = pipeline_name(&pipeline);
+            // Not under a running pipeline's feet: its next checkpoint would undo half the reset.
+            let _lease = match take_lease(&store, &name) {
+                Ok(lease) => lease,
+                Err(code) => return code,
+            };
             store
                 .reset(&name)
                 .map(|n| println!("{name}: state reset ({n} entries removed)"))

@@ -381,6 +381,17 @@ impl Backend for PgBackend {
     fn try_lock(&self, pipeline: &str) -> Result<Option<Box<dyn Send + Sync>>, String> {
         let mut config = self.config.clone();
         config.application_name(&format!("etl lease {pipeline}"));
+        // A process that dies closes its socket and the server ends the session at once; a
+        // machine that vanishes (power, network) sends nothing, and without keepalives the
+        // server would keep its lock for hours (the system default of 2 h before the first
+        // probe). With these it gives the lease up about a minute later.
+        let keepalives =
+            "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3";
+        let options = match self.config.get_options() {
+            Some(given) => format!("{given} {keepalives}"),
+            None => keepalives.to_string(),
+        };
+        config.options(&options);
         let worker = Worker::connect(&config, false)?;
         let pipeline = pipeline.to_string();
         let locked: bool =

@@ -106,7 +106,16 @@ fn a_second_run_of_a_running_pipeline_refuses_with_exit_3() {
                 .arg("--journal")
                 .arg(&journal),
         );
+        let reset = run(etl()
+            .args(["state", "reset", "contacts", "--state"])
+            .arg(&state));
         let first = first.wait_with_output().unwrap();
+        assert_eq!(
+            reset.status.code(),
+            Some(3),
+            "{backend}: {}",
+            stderr(&reset)
+        );
         assert_eq!(
             first.status.code(),
             Some(0),
