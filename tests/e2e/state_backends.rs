@@ -255,3 +255,46 @@ fn bench_state_backends() {
         }
     }
 }
+
+#[test]
+fn etl_state_migrate_shows_and_applies_the_migrations() {
+    let s = Scratch::new();
+    for (backend, state) in states(&s, "migrate") {
+        let migrate = |extra: &[&str]| {
+            let out = run(etl()
+                .args(["state", "migrate", "--state"])
+                .arg(&state)
+                .args(extra));
+            assert_eq!(out.status.code(), Some(0), "{backend}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let known = etl::state::migrations::MIGRATIONS.len();
+        let listed = migrate(&["--status"]);
+        assert!(listed.contains("   1  pending"), "{backend}: {listed}");
+        assert!(
+            listed.ends_with(&format!("\n{known} pending\n")),
+            "{backend}: {listed}"
+        );
+        let applied = migrate(&[]);
+        let versions: Vec<String> = (1..=known).map(|v| v.to_string()).collect();
+        assert!(
+            applied.contains(&format!(
+                "applied {known} migration(s): {}",
+                versions.join(", ")
+            )),
+            "{backend}: {applied}"
+        );
+        let again = migrate(&[]);
+        assert!(
+            again.contains(&format!("{known:>4}  applied 20")),
+            "{backend}: {again}"
+        );
+        assert!(again.ends_with("0 pending\n"), "{backend}: {again}");
+        if let Some(password) = url::Url::parse(&state.to_string_lossy())
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+        {
+            assert!(!again.contains(&password), "{backend}: {again}");
+        }
+    }
+}
