@@ -348,11 +348,11 @@ impl Backend for PgBackend {
     }
 
     fn applied_migrations(&self) -> Result<Vec<(i64, String)>, String> {
-        self.worker.call(|c| applied(c))
+        self.worker.call(applied)
     }
 
     fn migrate(&self) -> Result<Vec<i64>, String> {
-        let outcome = self.worker.call(|c| {
+        self.worker.call(|c| {
             let mut tx = c.transaction()?;
             tx.execute(MIGRATION_LOCK, &[])?;
             tx.batch_execute(
@@ -374,8 +374,7 @@ impl Backend for PgBackend {
             }
             tx.commit()?;
             Ok(Ok(versions))
-        })?;
-        outcome
+        })?
     }
 
     fn try_lock(&self, pipeline: &str) -> Result<Option<Box<dyn Send + Sync>>, String> {
