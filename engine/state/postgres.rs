@@ -109,8 +109,16 @@ impl Drop for Worker {
 }
 
 fn pg(e: postgres::Error) -> String {
+    // The client's own text is only the kind ("db error"): the server's message is its source.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
     // The server's messages may quote values; the connection's password is registered.
-    redact(&format!("state database error: {e}"))
+    redact(&format!("state database error: {text}"))
 }
 
 pub(crate) struct PgBackend {

@@ -342,3 +342,35 @@ fn an_unreachable_postgres_is_an_error_without_the_password() {
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains("unreachablepw77"), "{err}");
 }
+
+/// `etl serve` keeps one store for hours: when the server drops its connection (a restart, a
+/// failover, an idle timeout), the operation under way fails and the next one reconnects.
+#[test]
+fn a_dropped_postgres_connection_is_reopened() {
+    let Some(base) = testing::postgres_url() else {
+        return;
+    };
+    let name = format!("etl_reconnect_{}", rand::random::<u32>());
+    let mut url = url::Url::parse(&testing::fresh_postgres_schema(&base, "reconnect")).unwrap();
+    url.query_pairs_mut().append_pair("application_name", &name);
+    let store = Store::open(Path::new(url.as_str())).unwrap();
+    store.commit("p", &[], Some(&json!(1))).unwrap();
+    let admin = base.clone();
+    let kill = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+    );
+    std::thread::spawn(move || {
+        let mut c = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
+        c.batch_execute(&kill).unwrap();
+    })
+    .join()
+    .unwrap();
+    let first = store.cursor("p"); // may fail: the connection was cut under it
+    if let Err(e) = first {
+        assert!(
+            e.contains("terminating connection"),
+            "the server's reason: {e}"
+        );
+    }
+    assert_eq!(store.cursor("p").unwrap(), Some(json!(1)));
+}
