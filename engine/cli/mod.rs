@@ -26,6 +26,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ABORTED: u8 = 1;
 /// Invalid pipeline or usage.
 pub const EXIT_INVALID: u8 = 2;
+/// The pipeline is already running (another process holds its lease); nothing was done.
+pub const EXIT_BUSY: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -54,10 +56,14 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline.
+    ///
+    /// Exit codes: 0 the run finished, 1 aborted (a system was unavailable; the next run
+    /// resumes), 2 invalid pipeline or usage, 3 the pipeline is already running (another run
+    /// holds its lease; this one did nothing).
     Run {
         /// The pipeline file.
         pipeline: PathBuf,
-        /// State database (cursors, fingerprints).
+        /// State: a SQLite file (default `.etl/state.db`) or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE")]
         state: Option<PathBuf>,
         /// Override a value, e.g. `--set settings.department_ids=[2, 3]` (the value is YAML).
@@ -96,7 +102,7 @@ enum Command {
         /// Directory of the pipeline files.
         #[arg(long, default_value = "pipelines")]
         pipelines: PathBuf,
-        /// State database, shared by the runs.
+        /// State, shared by the runs: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE")]
         state: Option<PathBuf>,
     },
@@ -109,7 +115,7 @@ enum Command {
     State {
         #[command(subcommand)]
         action: StateAction,
-        /// State database.
+        /// State: a SQLite file (default `.etl/state.db`) or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE", global = true)]
         state: Option<PathBuf>,
     },
@@ -121,6 +127,13 @@ enum StateAction {
     Show { pipeline: String },
     /// Forget a pipeline's cursor and fingerprints: the next run starts from its settings.
     Reset { pipeline: String },
+    /// Show the state's schema migrations (applied / pending) and apply the pending ones
+    /// (every command applies them when it opens the state; this does it explicitly).
+    Migrate {
+        /// Only show them.
+        #[arg(long)]
+        status: bool,
+    },
 }
 
 pub fn main() -> i32 {
@@ -269,8 +282,18 @@ async fn run(args: RunArgs) -> u8 {
     let store = match Store::open(&state_path) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::secrets::redact(&e));
             return EXIT_ABORTED;
+        }
+    };
+    // Held until the run is over. A dry run writes nothing, so it needs none and may look at a
+    // pipeline while it runs.
+    let _lease = if args.dry_run {
+        None
+    } else {
+        match take_lease(&store, &pipeline.name) {
+            Ok(lease) => Some(lease),
+            Err(code) => return code,
         }
     };
     let opts = RunOptions {
@@ -278,12 +301,37 @@ async fn run(args: RunArgs) -> u8 {
         journal: args.journal,
         progress: args.progress,
     };
-    match executor::run(pipeline, Some(store), &opts).await {
+    let outcome = executor::run(pipeline, Some(store.clone()), &opts).await;
+    // For the "state operations per record" figure of the benchmarks.
+    tracing::debug!(operations = store.operations(), "state store");
+    match outcome {
         Ok(report) if report.aborted.is_none() => EXIT_OK,
         Ok(_) => EXIT_ABORTED,
         Err(e) => {
             eprintln!("error: {}", crate::secrets::redact(&e));
             EXIT_ABORTED
+        }
+    }
+}
+
+/// The pipeline's lease, or the exit code of a run that must not start.
+fn take_lease(store: &Store, pipeline: &str) -> Result<state::Lease, u8> {
+    match store.try_lease(pipeline) {
+        Ok(Some(lease)) => Ok(lease),
+        Ok(None) => {
+            let holder = store.lease_holder(pipeline).ok().flatten();
+            eprintln!(
+                "error: {}; nothing was done",
+                state::lease::already_running(pipeline, holder)
+            );
+            Err(EXIT_BUSY)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot take the pipeline's lease: {}",
+                crate::secrets::redact(&e)
+            );
+            Err(EXIT_ABORTED)
         }
     }
 }
@@ -325,10 +373,15 @@ fn pipeline_name(arg: &str) -> String {
 
 fn state_command(action: StateAction, state: Option<PathBuf>) -> u8 {
     let path = state.unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
-    let store = match Store::open(&path) {
+    let opened = match action {
+        // Opening applies migrations; `migrate` shows them first.
+        StateAction::Migrate { .. } => Store::open_unmigrated(&path),
+        _ => Store::open(&path),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::secrets::redact(&e));
             return EXIT_ABORTED;
         }
     };
@@ -341,16 +394,48 @@ fn state_command(action: StateAction, state: Option<PathBuf>) -> u8 {
         }),
         StateAction::Reset { pipeline } => {
             let name = pipeline_name(&pipeline);
+            // Not under a running pipeline's feet: its next checkpoint would undo half the reset.
+            let _lease = match take_lease(&store, &name) {
+                Ok(lease) => lease,
+                Err(code) => return code,
+            };
             store
                 .reset(&name)
                 .map(|n| println!("{name}: state reset ({n} entries removed)"))
         }
+        StateAction::Migrate { status } => migrate(&store, status),
     };
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::secrets::redact(&e));
             EXIT_ABORTED
         }
     }
+}
+
+/// `etl state migrate`: one line per migration, then what was applied.
+fn migrate(store: &Store, status_only: bool) -> Result<(), String> {
+    println!("state: {}", store.location().display());
+    let migrations = store.migration_status()?;
+    for m in &migrations {
+        let status = match &m.applied_at {
+            Some(at) => format!("applied {at}"),
+            None => "pending".to_string(),
+        };
+        println!("{:>4}  {:<32}  {}", m.version, status, m.name);
+    }
+    let pending = migrations.iter().filter(|m| m.applied_at.is_none()).count();
+    if status_only || pending == 0 {
+        println!("{pending} pending");
+        return Ok(());
+    }
+    let applied = store.migrate()?;
+    let versions: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+    println!(
+        "applied {} migration(s): {}",
+        applied.len(),
+        versions.join(", ")
+    );
+    Ok(())
 }

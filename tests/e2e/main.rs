@@ -19,6 +19,7 @@ mod reports_bench;
 mod seed001;
 mod smtp;
 mod smtp_sink;
+mod state_backends;
 mod table;
 mod xlsx;
 mod xlsx_read;

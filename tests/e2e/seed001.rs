@@ -13,12 +13,12 @@ use crate::harness::*;
 
 const STATUS: &str = "UF_CRM_SYNC_STATUS";
 
-fn pipeline(name: &str) -> PathBuf {
+pub(crate) fn pipeline(name: &str) -> PathBuf {
     root().join("pipelines").join(name)
 }
 
 /// A well-formed student contact; `patch` overrides fields (null removes them).
-fn contact(id: u64, patch: Value) -> serde_json::Map<String, Value> {
+pub(crate) fn contact(id: u64, patch: Value) -> serde_json::Map<String, Value> {
     let mut c = row(json!({
         "ID": id.to_string(), "NAME": "Иван", "LAST_NAME": "Петров",
         "PHONE": [{"ID": "1", "VALUE_TYPE": "WORK", "VALUE": "8 (926) 123-45-67", "TYPE_ID": "PHONE"}],
@@ -37,7 +37,7 @@ fn contact(id: u64, patch: Value) -> serde_json::Map<String, Value> {
     c
 }
 
-fn status(emu: &Emulator, entity: &str, id: u64) -> Value {
+pub(crate) fn status(emu: &Emulator, entity: &str, id: u64) -> Value {
     emu.with_portal(|p| {
         p.get(entity, id)
             .unwrap()
@@ -47,7 +47,7 @@ fn status(emu: &Emulator, entity: &str, id: u64) -> Value {
     })
 }
 
-fn contacts_portal() -> Portal {
+pub(crate) fn contacts_portal() -> Portal {
     let mut p = Portal::new();
     p.insert("contact", contact(1, json!({})));
     p.insert(
@@ -470,7 +470,7 @@ fn deals_become_tickets_with_the_seed_rules() {
 }
 
 /// What otmechalka holds, for comparing runs.
-fn snapshot(otm: &OtmechalkaEmulator) -> (Vec<String>, Vec<String>) {
+pub(crate) fn snapshot(otm: &OtmechalkaEmulator) -> (Vec<String>, Vec<String>) {
     let mut clients: Vec<String> = otm
         .clients()
         .iter()
