@@ -74,9 +74,13 @@ enum Command {
     },
     /// Check pipeline files; every problem is reported as `file:line:column: message`.
     Validate {
-        /// Pipeline files.
+        /// Pipeline files (`pipelines/*.yaml pipelines/bp/*.yaml`).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Do not read the environment: `${env:...}` and `${secret:...}` references are checked
+        /// for their syntax, not their values (CI without secrets).
+        #[arg(long)]
+        no_env: bool,
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
@@ -142,7 +146,7 @@ pub fn main() -> i32 {
                 progress: !no_progress,
             }))
         }
-        Command::Validate { paths } => validate(&paths),
+        Command::Validate { paths, no_env } => validate(&paths, no_env),
         Command::Schema => {
             print!(
                 "{}",
@@ -229,7 +233,11 @@ async fn run(args: RunArgs) -> u8 {
             sandbox_state = Some(dir.join("state.db"));
         }
     }
-    let opts = LoadOptions { sets, env };
+    let opts = LoadOptions {
+        sets,
+        env,
+        ..Default::default()
+    };
     let pipeline = match config::load(&args.pipeline, connectors::registry(), &opts) {
         Ok(p) => p,
         Err(errors) => {
@@ -268,12 +276,16 @@ async fn run(args: RunArgs) -> u8 {
     }
 }
 
-fn validate(paths: &[PathBuf]) -> u8 {
+fn validate(paths: &[PathBuf], no_env: bool) -> u8 {
     let clock = Instant::now();
+    let opts = LoadOptions {
+        no_env,
+        ..Default::default()
+    };
     let mut problems = 0;
     for path in paths {
-        match config::load(path, connectors::registry(), &LoadOptions::default()) {
-            Ok(_) => println!("{}: ok", path.display()),
+        match config::load::check(path, connectors::registry(), &opts) {
+            Ok(()) => println!("{}: ok", path.display()),
             Err(errors) => {
                 problems += errors.diagnostics.len();
                 println!("{}\n", errors.render());

@@ -11,7 +11,7 @@ use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use super::check::{syntax_error, unknown_filters, unknown_variables};
+use super::check::{syntax_error, unknown_filters, unknown_settings, unknown_variables};
 use super::json_object::to_json;
 use super::native::{self, Fail, truthy};
 use super::{Scope, filters};
@@ -121,6 +121,13 @@ impl Template {
             roots,
             steps,
         ));
+        if roots.contains(&"settings")
+            && let Some(declared) = session::declared_settings()
+        {
+            let (unknown, optional) = unknown_settings(source, &declared);
+            errors.extend(unknown);
+            session::note_optional_settings(&optional);
+        }
         if errors.is_empty() {
             Ok(Template(Arc::new(Inner {
                 source: source.into(),

@@ -11,6 +11,10 @@ pub struct Diagnostic {
     pub file: Arc<str>,
     pub span: Span,
     pub message: String,
+    /// A problem that follows from one reported already (a component that cannot be checked
+    /// because a value the environment did not fill, a reference to a connection that failed):
+    /// the loader leaves it out, so that one mistake is one error.
+    pub secondary: bool,
 }
 
 impl Diagnostic {
@@ -19,7 +23,14 @@ impl Diagnostic {
             file: node.file.clone(),
             span: node.span,
             message: message.into(),
+            secondary: false,
         }
+    }
+
+    /// This problem, marked as a consequence of another (see [`Diagnostic::secondary`]).
+    pub fn follows(mut self) -> Diagnostic {
+        self.secondary = true;
+        self
     }
 
     pub fn at_pos(file: &Arc<str>, pos: Pos, len: usize, message: impl Into<String>) -> Diagnostic {
@@ -30,6 +41,7 @@ impl Diagnostic {
                 len: len.max(1),
             },
             message: message.into(),
+            secondary: false,
         }
     }
 
