@@ -196,7 +196,7 @@ fn setting_uses(source: &str) -> Vec<SettingUse> {
             match token {
                 Token::BracketOpen | Token::ParenOpen => depth += 1,
                 Token::BracketClose | Token::ParenClose if depth > 0 => depth -= 1,
-                Token::Dot | Token::Ident(_) if depth == 0 => {}
+                Token::Dot if depth == 0 => end += 1, // and the attribute after it
                 _ if depth > 0 => {}
                 _ => break,
             }

@@ -55,7 +55,15 @@ impl Diagnostic {
     pub fn render(&self, source: Option<&str>) -> String {
         let mut out = self.headline();
         let Pos { line, col } = self.span.start;
-        if let Some(text) = source.and_then(|s| s.lines().nth(line.wrapping_sub(1))) {
+        // An empty file still shows its (empty) first line, so every problem has a caret.
+        let line_text = |s: &'_ str| -> Option<String> {
+            match s.lines().nth(line.wrapping_sub(1)) {
+                Some(text) => Some(text.to_string()),
+                None if line == 1 && s.trim().is_empty() => Some(String::new()),
+                None => None,
+            }
+        };
+        if let Some(text) = source.and_then(line_text) {
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
             let caret_pad: String = text
