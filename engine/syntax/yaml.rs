@@ -5,6 +5,7 @@
 //! (the "billion laughs" grew the process to gigabytes), nesting deeper than [`MAX_DEPTH`].
 //! Merge keys (`<<: *defaults`) are supported as YAML 1.1 defines them.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -127,7 +128,16 @@ fn clamp_to_text(src: &str, pos: Pos) -> Pos {
 
 enum Frame {
     Seq(Node, Vec<Node>, usize),
-    Map(Node, Vec<(Node, Node)>, Option<Node>, usize),
+    /// A mapping being built: its node, entries, the key waiting for its value, its anchor,
+    /// and the line each key was first written on (duplicates are errors; a map keeps this
+    /// linear in big files).
+    Map(
+        Node,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        usize,
+        HashMap<String, usize>,
+    ),
 }
 
 struct Builder {
@@ -176,7 +186,8 @@ impl Builder {
             Event::MappingStart(anchor, _) => {
                 self.enter(sp);
                 let node = Node::new(Kind::Null, sp, self.file.clone());
-                self.stack.push(Frame::Map(node, Vec::new(), None, anchor));
+                self.stack
+                    .push(Frame::Map(node, Vec::new(), None, anchor, HashMap::new()));
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(mut node, items, anchor)) = self.stack.pop() {
@@ -185,7 +196,7 @@ impl Builder {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(mut node, entries, _, anchor)) = self.stack.pop() {
+                if let Some(Frame::Map(mut node, entries, _, anchor, _)) = self.stack.pop() {
                     node.kind = Kind::Map(self.merge(entries));
                     self.push_value(node, anchor);
                 }
@@ -256,12 +267,11 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+            Some(Frame::Map(_, entries, pending, _, seen)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
                     let name = key.key_text();
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.key_text() == name) {
-                        let line = first.span.start.line;
+                    if let Some(&line) = seen.get(&name) {
                         self.errors.push(SyntaxError {
                             pos: key.span.start,
                             message: format!(
@@ -269,6 +279,7 @@ impl Builder {
                             ),
                         });
                     }
+                    seen.entry(name).or_insert(key.span.start.line);
                     entries.push((key, node));
                 }
             },
@@ -282,12 +293,12 @@ impl Builder {
         if !entries.iter().any(|(k, _)| is_merge_key(k)) {
             return entries;
         }
-        let explicit: Vec<String> = entries
+        let explicit: HashSet<String> = entries
             .iter()
             .filter(|(k, _)| !is_merge_key(k))
             .map(|(k, _)| k.key_text())
             .collect();
-        let mut merged: Vec<String> = Vec::new();
+        let mut merged: HashSet<String> = HashSet::new();
         let mut out = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             if !is_merge_key(&key) {
@@ -315,8 +326,7 @@ impl Builder {
                 };
                 for (k, v) in inherited {
                     let name = k.key_text();
-                    if !explicit.contains(&name) && !merged.contains(&name) {
-                        merged.push(name);
+                    if !explicit.contains(&name) && merged.insert(name) {
                         out.push((k, v));
                     }
                 }
