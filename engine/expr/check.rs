@@ -266,3 +266,35 @@ pub(super) fn unknown_settings(
     }
     (errors, optional)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(source: &str) -> (Vec<String>, Vec<String>) {
+        let declared = vec!["status_field".to_string(), "fields".to_string()];
+        let (errors, optional) = unknown_settings(source, &declared);
+        (errors.into_iter().map(|e| e.message).collect(), optional)
+    }
+
+    #[test]
+    fn undeclared_settings_are_errors_unless_tested_for() {
+        assert_eq!(
+            check("{{ settings.status_feild }}").0,
+            ["unknown setting `status_feild` (did you mean `status_field`?)"]
+        );
+        assert!(
+            check("{{ source[settings.fields.products] }} {{ settings['status_field'] }}")
+                .0
+                .is_empty()
+        );
+        let (errors, optional) = check(
+            "{% if settings.flag is defined %}{{ settings.flag }}{% endif %}{{ settings.label | default('x') }}{{ settings.x.y is not none }}",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(optional, ["flag", "label", "x"]);
+        // `settings` as someone's attribute is not the root.
+        assert!(check("{{ record.settings.anything }}").0.is_empty());
+        assert_eq!(check("{{ settings['nope'] }}").0.len(), 1);
+    }
+}
