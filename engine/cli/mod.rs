@@ -2,6 +2,7 @@
 
 mod emulate;
 mod logging;
+mod paths;
 mod serve;
 
 use std::collections::HashMap;
@@ -282,8 +283,16 @@ fn validate(paths: &[PathBuf], no_env: bool) -> u8 {
         no_env,
         ..Default::default()
     };
+    let (paths, unmatched) = paths::expand(paths);
+    for pattern in &unmatched {
+        eprintln!("note: no file matches `{}`", pattern.display());
+    }
+    if paths.is_empty() {
+        eprintln!("error: no pipeline files to validate");
+        return EXIT_INVALID;
+    }
     let mut problems = 0;
-    for path in paths {
+    for path in &paths {
         match config::load::check(path, connectors::registry(), &opts) {
             Ok(()) => println!("{}: ok", path.display()),
             Err(errors) => {

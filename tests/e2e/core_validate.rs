@@ -327,6 +327,26 @@ fn validate_no_env_passes_the_shipped_pipelines_with_an_empty_environment() {
         stdout(&out).lines().filter(|l| l.ends_with(": ok")).count(),
         files.len()
     );
+    // The CI line, patterns unexpanded (a shell leaves a pattern that matches nothing as it is).
+    let out = run(etl().env_clear().current_dir(root()).args([
+        "validate",
+        "--no-env",
+        "pipelines/*.yaml",
+        "pipelines/bp/*.yaml",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&out).lines().filter(|l| l.ends_with(": ok")).count(),
+        files.len(),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
