@@ -217,9 +217,12 @@ fn compile(
     }
 
     let session = Session::open();
-    session.declare_settings(declared.clone());
+    // Templates may use what the file declares and what `--set` gives a value.
+    let mut usable = declared.clone();
+    usable.extend(set_setting_names(&opts.sets));
+    session.declare_settings(usable);
     let result = build_pipeline(&root, file, registry, &session, &mut diagnostics);
-    check_set_settings(&root, &opts.sets, &declared, &session, &mut diagnostics);
+    check_set_settings(&root, text, file, &opts.sets, &declared, &mut diagnostics);
     diagnostics.extend(session.close());
     // One mistake, one error: what only follows from a value the environment did not fill (or
     // from a connection that failed) is left out, and the missing value is reported instead.
@@ -239,46 +242,72 @@ fn declared_settings(root: &Node) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `--set settings.x=...` must name a setting the file declares, or one its templates test for
-/// (`settings.x is defined`, `settings.x | default(...)`): a misspelt override would otherwise
-/// be ignored and the run go on with the value it meant to change. Reported at `settings:`.
+/// `--set settings.x=...` must name a setting the file declares or mentions somewhere
+/// (`settings.x is defined` in a template, `days_ago(settings.x)` in a table expression): a
+/// misspelt override would otherwise be ignored and the run go on with the value it meant to
+/// change. Reported at the file's `settings:` (at 1:1 when it has none).
 fn check_set_settings(
     root: &Node,
+    text: &str,
+    file: &str,
     sets: &[(String, String)],
     declared: &[String],
-    session: &Session,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let optional = session.optional_settings();
-    for (key, _) in sets {
-        let Some(name) = key
-            .strip_prefix("settings.")
-            .map(|r| r.split('.').next().unwrap_or(r))
-        else {
-            continue;
-        };
-        if declared.iter().any(|d| d == name) || optional.iter().any(|o| o == name) {
+    for name in set_setting_names(sets) {
+        if declared.contains(&name) || mentions_setting(text, &name) {
             continue;
         }
         let known: Vec<&str> = declared.iter().map(String::as_str).collect();
-        let message = format!(
-            "--set {key}: {}",
-            if known.is_empty() {
-                format!("unknown setting `{name}`: the pipeline declares no `settings:`")
-            } else {
-                unknown_message("setting", name, &known)
-            }
-        );
-        let at = root.key("settings").unwrap_or(root);
-        let mut d = Diagnostic::at(at, message);
-        if root.key("settings").is_none() {
-            d.span = Span {
-                start: Pos { line: 1, col: 1 },
-                len: 1,
-            };
-        }
-        diagnostics.push(d);
+        let problem = if known.is_empty() {
+            format!("unknown setting `{name}`: the pipeline declares no `settings:`")
+        } else {
+            unknown_message("setting", &name, &known)
+        };
+        let key = sets
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .find(|k| set_setting_name(k) == Some(name.as_str()))
+            .unwrap_or_default();
+        let message = format!("--set {key}: {problem}");
+        diagnostics.push(match root.key("settings") {
+            Some(at) if at.span.start.line > 0 => Diagnostic::at(at, message),
+            _ => Diagnostic::at_pos(&Arc::from(file), Pos { line: 1, col: 1 }, 1, message),
+        });
     }
+}
+
+/// `settings.a.b` -> `a`.
+fn set_setting_name(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("settings.")?;
+    rest.split('.').next()
+}
+
+/// The top-level settings `--set` gives values to.
+fn set_setting_names(sets: &[(String, String)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (key, _) in sets {
+        if let Some(name) = set_setting_name(key)
+            && !names.iter().any(|n| n == name)
+        {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// Whether the file's text uses `settings.<name>` (or `settings['<name>']`) anywhere.
+fn mentions_setting(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let dotted = format!("settings.{name}");
+    let dotted_use = text.match_indices(&dotted).any(|(at, _)| {
+        let before_ok = !text[..at].chars().next_back().is_some_and(ident);
+        let after_ok = !text[at + dotted.len()..].chars().next().is_some_and(ident);
+        before_ok && after_ok
+    });
+    dotted_use
+        || text.contains(&format!("settings['{name}']"))
+        || text.contains(&format!("settings[\"{name}\"]"))
 }
 
 /// Where the scalars are whose value the environment did not fill.
@@ -508,6 +537,25 @@ mod tests {
         assert_eq!(
             headlines,
             ["p.yaml:6:15: unknown connection `mian` (did you mean `main`?)"]
+        );
+    }
+
+    #[test]
+    fn set_overrides_must_name_a_setting_the_file_declares_or_uses() {
+        let text = "settings: {a: 1}\n# --set settings.c=1\nx: \"{{ settings.b is defined }}\"\n";
+        assert!(mentions_setting(text, "b"));
+        assert!(mentions_setting(text, "c"));
+        assert!(!mentions_setting(text, "d"));
+        assert!(!mentions_setting("{{ settings.bb }}", "b"));
+        let yaml = "name: t\nsettings:\n  window: 3\nconnections:\n  main: {type: conn}\nsource: {type: reader, connection: main}\n";
+        let opts = LoadOptions {
+            sets: vec![("settings.widow".into(), "4".into())],
+            ..Default::default()
+        };
+        let errors = load_str(yaml, "p.yaml", &registry(), &opts).err().unwrap();
+        assert_eq!(
+            errors.diagnostics[0].headline(),
+            "p.yaml:2:1: --set settings.widow: unknown setting `widow` (did you mean `window`?)"
         );
     }
 

@@ -10,14 +10,10 @@ use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span};
 
 /// `settings.department_ids=[2, 3]`: the value is YAML, placed at the dotted path.
 pub fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnostic> {
-    let origin: Arc<str> = Arc::from("--set");
-    let value_node = node::parse(value, &format!("--set {key}")).map_err(|e| {
-        Diagnostic::at_pos(
-            &origin,
-            Pos { line: 1, col: 1 },
-            1,
-            format!("--set {key}: {}", e[0].message),
-        )
+    // What `--set` adds has no place in the file: its problems name the override instead.
+    let origin: Arc<str> = Arc::from(format!("--set {key}").as_str());
+    let value_node = node::parse(value, &origin).map_err(|e| {
+        Diagnostic::at_pos(&origin, Pos { line: 0, col: 0 }, 1, e[0].message.clone())
     })?;
     let mut at = root;
     let parts: Vec<&str> = key.split('.').collect();

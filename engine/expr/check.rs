@@ -230,12 +230,9 @@ fn setting_uses(source: &str) -> Vec<SettingUse> {
 }
 
 /// Settings a template uses that the pipeline does not declare. A setting the template tests
-/// for or gives a default anywhere is optional there; those names are returned too, so that
-/// `--set` may supply them.
-pub(super) fn unknown_settings(
-    source: &str,
-    declared: &[String],
-) -> (Vec<CompileError>, Vec<String>) {
+/// for or gives a default anywhere (`settings.x is defined`, `settings.x | default(...)`) may
+/// be absent.
+pub(super) fn unknown_settings(source: &str, declared: &[String]) -> Vec<CompileError> {
     let uses = setting_uses(source);
     let optional: Vec<String> = uses
         .iter()
@@ -264,37 +261,35 @@ pub(super) fn unknown_settings(
             message,
         });
     }
-    (errors, optional)
+    errors
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(source: &str) -> (Vec<String>, Vec<String>) {
+    fn check(source: &str) -> Vec<String> {
         let declared = vec!["status_field".to_string(), "fields".to_string()];
-        let (errors, optional) = unknown_settings(source, &declared);
-        (errors.into_iter().map(|e| e.message).collect(), optional)
+        let errors = unknown_settings(source, &declared);
+        errors.into_iter().map(|e| e.message).collect()
     }
 
     #[test]
     fn undeclared_settings_are_errors_unless_tested_for() {
         assert_eq!(
-            check("{{ settings.status_feild }}").0,
+            check("{{ settings.status_feild }}"),
             ["unknown setting `status_feild` (did you mean `status_field`?)"]
         );
         assert!(
             check("{{ source[settings.fields.products] }} {{ settings['status_field'] }}")
-                .0
                 .is_empty()
         );
-        let (errors, optional) = check(
+        let errors = check(
             "{% if settings.flag is defined %}{{ settings.flag }}{% endif %}{{ settings.label | default('x') }}{{ settings.x.y is not none }}",
         );
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(optional, ["flag", "label", "x"]);
         // `settings` as someone's attribute is not the root.
-        assert!(check("{{ record.settings.anything }}").0.is_empty());
-        assert_eq!(check("{{ settings['nope'] }}").0.len(), 1);
+        assert!(check("{{ record.settings.anything }}").is_empty());
+        assert_eq!(check("{{ settings['nope'] }}").len(), 1);
     }
 }

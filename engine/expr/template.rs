@@ -124,9 +124,7 @@ impl Template {
         if roots.contains(&"settings")
             && let Some(declared) = session::declared_settings()
         {
-            let (unknown, optional) = unknown_settings(source, &declared);
-            errors.extend(unknown);
-            session::note_optional_settings(&optional);
+            errors.extend(unknown_settings(source, &declared));
         }
         if errors.is_empty() {
             Ok(Template(Arc::new(Inner {

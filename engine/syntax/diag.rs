@@ -48,6 +48,10 @@ impl Diagnostic {
     /// The one-line form: `file:line:column: message`.
     pub fn headline(&self) -> String {
         let Pos { line, col } = self.span.start;
+        if line == 0 {
+            // Not from a file's text (a `--set` value): the origin alone.
+            return format!("{}: {}", self.file, self.message);
+        }
         format!("{}:{}:{}: {}", self.file, line, col, self.message)
     }
 

@@ -24,10 +24,8 @@ pub struct Scope {
 struct State {
     diagnostics: Vec<Diagnostic>,
     scope: Scope,
-    /// The names under `settings:` in the file; `None` until the loader knows them.
+    /// The settings templates may use; `None` until the loader knows them.
     declared_settings: Option<Vec<String>>,
-    /// Settings templates test for or default (`settings.x is defined`): absent is fine.
-    optional_settings: Vec<String>,
 }
 
 thread_local! {
@@ -56,19 +54,9 @@ impl Session {
         });
     }
 
-    /// The settings the file declares: templates may use only these (or test for others).
+    /// The settings templates may use (others only where they test for them).
     pub fn declare_settings(&self, names: Vec<String>) {
         with_state(|state| state.declared_settings = Some(names));
-    }
-
-    /// Settings that templates treat as optional, so far.
-    pub fn optional_settings(&self) -> Vec<String> {
-        SESSION.with(|s| {
-            s.borrow()
-                .as_ref()
-                .map(|state| state.optional_settings.clone())
-                .unwrap_or_default()
-        })
     }
 
     /// End the session and return the problems reported during it.
@@ -108,18 +96,7 @@ fn with_state(f: impl FnOnce(&mut State)) {
     });
 }
 
-/// The settings the file declares, or `None` outside a load (nothing to check against).
+/// The settings templates may use, or `None` outside a load (nothing to check against).
 pub fn declared_settings() -> Option<Vec<String>> {
     SESSION.with(|s| s.borrow().as_ref()?.declared_settings.clone())
-}
-
-/// Note settings a template may do without.
-pub fn note_optional_settings(names: &[String]) {
-    with_state(|state| {
-        for name in names {
-            if !state.optional_settings.contains(name) {
-                state.optional_settings.push(name.clone());
-            }
-        }
-    });
 }
