@@ -382,6 +382,19 @@ fn an_undefined_setting_in_a_template_is_located() {
         28,
         "unknown setting `status_feild` (did you mean `status_field`?)",
     );
+    // The run stops before reading anything, as an invalid pipeline (it wrote to `out/.jsonl`
+    // and failed with exit 1 before).
+    let s = Scratch::new();
+    let p = s.write("p.yaml", &yaml);
+    s.write("in.jsonl", "{\"ID\": 1}\n");
+    let out = run(etl()
+        .current_dir(s.dir.path())
+        .args(["run", "--no-progress", "--state"])
+        .arg(s.state())
+        .arg(&p));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(":10:28: unknown setting `status_feild`"));
+    assert!(!s.path("out").exists());
 }
 
 #[test]
