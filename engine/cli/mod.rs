@@ -2,8 +2,10 @@
 
 mod emulate;
 mod logging;
-mod paths;
 mod serve;
+
+/// Pattern expansion for `etl validate` (after the others: kept apart to merge cleanly).
+mod paths;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
