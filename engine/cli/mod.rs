@@ -4,7 +4,7 @@ mod emulate;
 mod logging;
 mod serve;
 
-/// Pattern expansion for `etl validate` (after the others: kept apart to merge cleanly).
+/// Pattern expansion for `etl validate`.
 mod paths;
 
 use std::collections::HashMap;
