@@ -1,7 +1,11 @@
 //! The `etl` command line: run, validate, schema, state.
 
+mod docs;
+#[cfg(feature = "sandbox")]
 mod emulate;
 mod logging;
+#[cfg(feature = "sandbox")]
+mod sandbox;
 mod serve;
 
 /// Pattern expansion for `etl validate`.
@@ -87,6 +91,8 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
+    /// Print the component and filter reference as Markdown (what docs/reference.md holds).
+    Docs,
     /// Serve pipelines over HTTP: `GET /run/<pipeline>[?setting=value]` runs
     /// `pipelines/<pipeline>.yaml` and answers its journal as JSON (`?update_db` sets
     /// `settings.update_db=true`); one run per pipeline at a time.
@@ -101,7 +107,9 @@ enum Command {
         #[arg(long, env = "ETL_STATE")]
         state: Option<PathBuf>,
     },
-    /// Start emulated services (development and benchmarks).
+    /// Start emulated services (development and benchmarks). Absent without the `sandbox`
+    /// feature, so clap refuses it with exit 2.
+    #[cfg(feature = "sandbox")]
     #[command(hide = true)]
     Emulate(emulate::EmulateArgs),
     /// Inspect or reset a pipeline's state.
@@ -157,6 +165,10 @@ pub fn main() -> i32 {
             );
             EXIT_OK
         }
+        Command::Docs => {
+            print!("{}", docs::reference(crate::connectors::registry()));
+            EXIT_OK
+        }
         Command::State { action, state } => state_command(action, state),
         Command::Serve {
             listen,
@@ -175,6 +187,7 @@ pub fn main() -> i32 {
                 state,
             }))
         }
+        #[cfg(feature = "sandbox")]
         Command::Emulate(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -213,22 +226,29 @@ async fn run(args: RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let mut env = HashMap::new();
-    let mut _sandbox_guards = Vec::new();
-    let mut sandbox_state = None;
-    if args.sandbox {
-        for (name, start) in &connectors::registry().sandboxes {
-            match start().await {
-                Ok((vars, guard)) => {
-                    env.extend(vars);
-                    _sandbox_guards.push(guard);
-                }
-                Err(e) => {
-                    eprintln!("error: cannot start the {name} sandbox: {e}");
-                    return EXIT_ABORTED;
-                }
+    // The emulators keep serving while `_sandbox` lives, that is for the whole run.
+    #[cfg(feature = "sandbox")]
+    let (env, _sandbox): (HashMap<_, _>, _) = if args.sandbox {
+        match sandbox::start_all().await {
+            Ok((vars, running)) => (vars.into_iter().collect(), running),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_ABORTED;
             }
         }
+    } else {
+        Default::default()
+    };
+    #[cfg(not(feature = "sandbox"))]
+    let env = if args.sandbox {
+        // Exit 2 as for any other usage error: the flag exists, this build cannot honour it.
+        eprintln!("error: --sandbox: this etl was built without the sandbox feature");
+        return EXIT_INVALID;
+    } else {
+        HashMap::new()
+    };
+    let mut sandbox_state = None;
+    if args.sandbox {
         eprintln!("sandbox: running against emulated services on 127.0.0.1 with demo data");
         if args.state.is_none() {
             // Demo data is fresh each time, so the sandbox keeps its state apart from real runs.

@@ -5,15 +5,13 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 use crate::runtime::{Sink, Source, Step};
 use crate::syntax::de::{capture_node, from_node};
@@ -113,12 +111,12 @@ pub struct Entry<T> {
     schema: SchemaFn,
 }
 
-/// Starts a connector's emulator for `etl run --sandbox`; returns environment overrides
-/// (e.g. `B24_WEBHOOK_URL`) that point the pipeline at it. The guard keeps it running.
-pub type SandboxFuture = Pin<
-    Box<dyn Future<Output = Result<(Vec<(String, String)>, Box<dyn Any + Send>), String>> + Send>,
->;
-pub type SandboxFn = fn() -> SandboxFuture;
+impl<T> Entry<T> {
+    /// The JSON Schema of the component's own keys (without `type` and `id`).
+    pub fn schema(&self, g: &mut SchemaGenerator) -> Schema {
+        (self.schema)(g)
+    }
+}
 
 #[derive(Default)]
 pub struct Registry {
@@ -126,7 +124,6 @@ pub struct Registry {
     pub sources: Vec<Entry<Box<dyn Source>>>,
     pub steps: Vec<Entry<Arc<dyn Step>>>,
     pub sinks: Vec<Entry<Arc<dyn Sink>>>,
-    pub sandboxes: Vec<(&'static str, SandboxFn)>,
 }
 
 fn entry<C: DeserializeOwned + JsonSchema, T: 'static>(
@@ -168,9 +165,6 @@ impl Registry {
     }
     pub fn sink<C: SinkConfig + 'static>(&mut self, name: &'static str) {
         self.sinks.push(entry(name, |c: C, ctx| c.build(ctx)));
-    }
-    pub fn sandbox(&mut self, name: &'static str, start: SandboxFn) {
-        self.sandboxes.push((name, start));
     }
 }
 
@@ -222,38 +216,63 @@ fn without_type(node: &Node) -> Node {
     body
 }
 
-/// `oneOf` over the entries: each entry's own schema with `type` (its constant) and `id` added,
-/// so that editors complete the keys of the chosen type and flag unknown ones.
-pub fn one_of<T>(entries: &[Entry<T>], g: &mut SchemaGenerator) -> Schema {
-    let variants: Vec<Json> = entries
-        .iter()
-        .map(|e| {
-            let mut body = (e.schema)(g).to_value();
-            if let Some(obj) = body.as_object_mut() {
-                let props = obj.entry("properties").or_insert_with(|| serde_json::json!({}));
-                if let Some(props) = props.as_object_mut() {
-                    let mut with_type = serde_json::Map::new();
-                    with_type.insert("type".into(), serde_json::json!({"const": e.name}));
-                    with_type.insert("id".into(), serde_json::json!({"type": "string", "description": "Names this component; a step's output is then `steps.<id>`."}));
-                    with_type.extend(std::mem::take(props));
-                    *props = with_type;
-                }
-                let required = obj.entry("required").or_insert_with(|| serde_json::json!([]));
-                if let Some(list) = required.as_array_mut() {
-                    list.insert(0, Json::from("type"));
-                }
-                obj.remove("title");
-            }
-            body
-        })
-        .collect();
-    let names: Vec<&str> = entries.iter().map(|e| e.name).collect();
-    let schema = if entries.is_empty() {
-        serde_json::json!({"type": "object"})
-    } else {
-        serde_json::json!({"type": "object", "required": ["type"], "properties": {"type": {"enum": names}}, "oneOf": variants})
-    };
+/// The schema of a component chosen by its `type:` (`what` names the kind: "source", "sink"...).
+/// Each entry's own schema, with `type` (its constant) and `id` added and a title, applies
+/// `if` the `type` is its name: editors then complete the keys of the chosen type only, and a
+/// misspelt type is one error (not in the `enum`, whose descriptions the editor shows) instead
+/// of one per entry, as a bare `oneOf` gave.
+pub fn by_type<T>(entries: &[Entry<T>], what: &str, g: &mut SchemaGenerator) -> Schema {
+    if entries.is_empty() {
+        return schemars::json_schema!({"type": "object"});
+    }
+    let mut names = Vec::new();
+    let mut descriptions = Vec::new();
+    let mut branches = Vec::new();
+    for e in entries {
+        let body = entry_schema(e, what, g);
+        names.push(e.name);
+        descriptions.push(body.get("description").cloned().unwrap_or_default());
+        branches.push(json!({
+            "if": {"properties": {"type": {"const": e.name}}, "required": ["type"]},
+            "then": body,
+        }));
+    }
+    let schema = json!({
+        "title": what,
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {
+            "description": format!("The kind of {what}."),
+            "enum": names,
+            "enumDescriptions": descriptions,
+        }},
+        "allOf": branches,
+    });
     Schema::try_from(schema).expect("schema object")
+}
+
+/// One entry's config schema as a component: titled, with `type` and `id` first and `type` required.
+fn entry_schema<T>(e: &Entry<T>, what: &str, g: &mut SchemaGenerator) -> Json {
+    let mut body = (e.schema)(g).to_value();
+    if let Some(obj) = body.as_object_mut() {
+        let props = obj.entry("properties").or_insert_with(|| json!({}));
+        if let Some(props) = props.as_object_mut() {
+            let mut with_type = serde_json::Map::new();
+            with_type.insert("type".into(), json!({"const": e.name}));
+            with_type.insert(
+                "id".into(),
+                json!({"type": "string", "description": "Names this component; a step's output is then `steps.<id>`."}),
+            );
+            with_type.extend(std::mem::take(props));
+            *props = with_type;
+        }
+        let required = obj.entry("required").or_insert_with(|| json!([]));
+        if let Some(list) = required.as_array_mut() {
+            list.insert(0, Json::from("type"));
+        }
+        obj.insert("title".into(), Json::from(format!("{} {what}", e.name)));
+    }
+    body
 }
 
 /// A reference to a named connection, with where it is written; checked against

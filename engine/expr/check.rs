@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use minijinja::machinery::{Token, tokenize};
 use minijinja::syntax::SyntaxConfig;
 
-use super::filters;
+use super::filter_table;
 use super::template::{CompileError, error_text};
 use crate::syntax::diag::{did_you_mean, unknown_message};
 
@@ -88,10 +88,10 @@ pub(super) fn unknown_filters(source: &str) -> Vec<CompileError> {
     let mut after_pipe = false;
     for (token, span) in tokenize(source, false, SyntaxConfig::default()).flatten() {
         if after_pipe && let Token::Ident(name) = token {
-            let known = BUILTIN_FILTERS.contains(&name) || filters::CUSTOM.contains(&name);
+            let known = BUILTIN_FILTERS.contains(&name) || filter_table::is_ours(name);
             if !known {
                 let mut all: Vec<&str> = BUILTIN_FILTERS.to_vec();
-                all.extend_from_slice(filters::CUSTOM);
+                all.extend(filter_table::names());
                 let (line, col) = line_col(source, span.start_offset as usize);
                 let suggestion = unknown_message("filter", name, &[]);
                 let message = match did_you_mean(name, all) {

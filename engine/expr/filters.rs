@@ -7,7 +7,7 @@
 //! evaluating a template give the same results and the same error messages.
 
 use minijinja::value::{Kwargs, Value, ValueKind};
-use minijinja::{Environment, Error, ErrorKind};
+use minijinja::{Error, ErrorKind};
 use serde_json::Value as Json;
 
 use std::sync::Arc;
@@ -19,59 +19,6 @@ mod formats;
 
 pub use formats::{format_money, iso_date, normalize_phone, shift_days};
 
-/// Names of our own filters, for the "unknown filter" check.
-pub const CUSTOM: &[&str] = &[
-    "phone",
-    "date",
-    "money",
-    "lookup",
-    "map_values",
-    "flatten",
-    "unique_list",
-    "compact",
-    "to_number",
-    "datetime",
-    "match_rules",
-    "add_days",
-];
-
-pub fn register(env: &mut Environment<'static>) {
-    env.add_filter("phone", |v: Value| wrap1(&v, core::phone));
-    env.add_filter("date", |v: Value| wrap1(&v, core::date));
-    env.add_filter("datetime", datetime);
-    env.add_filter("money", |v: Value| wrap1(&v, core::money));
-    env.add_filter("lookup", |v: Value, map: Value, default: Option<Value>| {
-        with_json(&v, |v| {
-            with_json(&map, |map| match &default {
-                Some(d) => with_json(d, |d| core::lookup(v, map, d)),
-                None => core::lookup(v, map, None),
-            })
-        })
-        .map(from_json)
-        .map_err(invalid)
-    });
-    env.add_filter("map_values", |v: Value, map: Value| {
-        with_json(&v, |v| with_json(&map, |map| core::map_values(v, map)))
-            .map(from_json)
-            .map_err(invalid)
-    });
-    env.add_filter("flatten", |v: Value| wrap1(&v, core::flatten));
-    env.add_filter("unique_list", |v: Value| wrap1(&v, core::unique_list));
-    env.add_filter("compact", |v: Value| wrap1(&v, core::compact));
-    env.add_filter("to_number", |v: Value| wrap1(&v, core::to_number));
-    env.add_filter("match_rules", match_rules);
-    env.add_filter("add_days", add_days);
-    // Bitrix24 leaves out empty fields, so the builtins that would stop at a missing value
-    // (`source.PHONE | first | attr('VALUE')`) treat it as nothing instead.
-    env.add_filter("first", first);
-    env.add_filter("last", last);
-    env.add_filter("attr", attr);
-    env.add_filter("length", length);
-    env.add_filter("count", length);
-    env.add_filter("join", join);
-    env.add_filter("trim", trim);
-}
-
 fn nothing() -> Value {
     Value::UNDEFINED
 }
@@ -80,7 +27,7 @@ fn absent(v: &Value) -> bool {
     v.is_undefined() || v.is_none()
 }
 
-fn first(v: Value) -> Result<Value, Error> {
+pub(super) fn first(v: Value) -> Result<Value, Error> {
     if absent(&v) {
         return Ok(nothing());
     }
@@ -94,7 +41,7 @@ fn first(v: Value) -> Result<Value, Error> {
     Ok(v.try_iter()?.next().unwrap_or_else(nothing))
 }
 
-fn last(v: Value) -> Result<Value, Error> {
+pub(super) fn last(v: Value) -> Result<Value, Error> {
     if absent(&v) {
         return Ok(nothing());
     }
@@ -108,14 +55,14 @@ fn last(v: Value) -> Result<Value, Error> {
     Ok(v.try_iter()?.last().unwrap_or_else(nothing))
 }
 
-fn attr(v: Value, name: &str) -> Result<Value, Error> {
+pub(super) fn attr(v: Value, name: &str) -> Result<Value, Error> {
     if absent(&v) {
         return Ok(nothing());
     }
     v.get_attr(name)
 }
 
-fn length(v: Value) -> Result<Value, Error> {
+pub(super) fn length(v: Value) -> Result<Value, Error> {
     if absent(&v) {
         return Ok(Value::from(0));
     }
@@ -127,7 +74,7 @@ fn length(v: Value) -> Result<Value, Error> {
         .ok_or_else(|| invalid(format!("cannot take the length of {}", v.kind())))
 }
 
-fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
+pub(super) fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
     if absent(&v) {
         return Ok(Value::from(""));
     }
@@ -139,7 +86,7 @@ fn join(v: Value, sep: Option<String>) -> Result<Value, Error> {
     Ok(Value::from(parts.join(&sep)))
 }
 
-fn trim(v: Value, chars: Option<String>) -> Result<Value, Error> {
+pub(super) fn trim(v: Value, chars: Option<String>) -> Result<Value, Error> {
     if absent(&v) {
         return Ok(Value::from(""));
     }
@@ -150,13 +97,13 @@ fn trim(v: Value, chars: Option<String>) -> Result<Value, Error> {
     }))
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
+pub(super) fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
 
 /// Run `f` on the JSON behind a template value: borrowed when the value is a view into a record
 /// or the settings, converted otherwise; undefined is `None`.
-fn with_json<R>(v: &Value, f: impl FnOnce(Option<&Json>) -> R) -> R {
+pub(super) fn with_json<R>(v: &Value, f: impl FnOnce(Option<&Json>) -> R) -> R {
     if v.is_undefined() {
         return f(None);
     }
@@ -167,7 +114,7 @@ fn with_json<R>(v: &Value, f: impl FnOnce(Option<&Json>) -> R) -> R {
 }
 
 /// A filter's JSON result as a template value (lists and objects as views, like record fields).
-fn from_json(v: Json) -> Value {
+pub(super) fn from_json(v: Json) -> Value {
     match v {
         Json::String(s) => Value::from(s),
         Json::Array(_) | Json::Object(_) => to_value(&Arc::new(v)),
@@ -175,7 +122,10 @@ fn from_json(v: Json) -> Value {
     }
 }
 
-fn wrap1(v: &Value, f: fn(Option<&Json>) -> Result<Json, String>) -> Result<Value, Error> {
+pub(super) fn wrap1(
+    v: &Value,
+    f: fn(Option<&Json>) -> Result<Json, String>,
+) -> Result<Value, Error> {
     with_json(v, f).map(from_json).map_err(invalid)
 }
 
@@ -184,7 +134,7 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// A date-time reformatted with a strftime pattern (default ISO 8601 with offset).
-fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
+pub(super) fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     if is_empty(&v) {
         return Ok(Value::from(()));
     }
@@ -202,7 +152,7 @@ fn datetime(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
     ))
 }
 
-fn add_days(v: Value, n: i64) -> Result<Value, Error> {
+pub(super) fn add_days(v: Value, n: i64) -> Result<Value, Error> {
     if is_empty(&v) {
         return Ok(Value::from(()));
     }
@@ -237,7 +187,7 @@ fn fact_values(v: &Value) -> Result<Vec<String>, Error> {
 /// `settings.course_rules | match_rules(product=source.UF_X, branch=source.UF_Y)`.
 /// A condition `product: "404"` holds when the fact `product` (a value or a list) contains 404;
 /// a list of values in a condition holds when any of them is there.
-fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
+pub(super) fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
     let mut known: Vec<(String, Vec<String>)> = Vec::new();
     for name in facts.args() {
         let v: Value = facts.get(name)?;
@@ -276,12 +226,12 @@ fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use minijinja::Environment;
 
     #[test]
     fn add_days_moves_dates_and_date_times() {
         let mut env = Environment::new();
-        register(&mut env);
+        super::super::filter_table::register(&mut env);
         let out = env.render_str("{{ '2024-03-10T09:30:00+03:00' | add_days(-7) }} {{ '2024-03-01' | add_days(-1) }}", ()).unwrap();
         assert_eq!(out, "2024-03-03T09:30:00+03:00 2024-02-29");
     }
@@ -289,7 +239,7 @@ mod tests {
     #[test]
     fn value_maps_drop_unknown_values() {
         let mut env = Environment::new();
-        register(&mut env);
+        super::super::filter_table::register(&mut env);
         let out = env
             .render_str(
                 "{{ [404, 999, 410] | map_values({'404': 'chess', '410': 'online'}) | join(',') }}",
@@ -312,7 +262,7 @@ mod tests {
     fn missing_values_flow_through_list_filters() {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        register(&mut env);
+        super::super::filter_table::register(&mut env);
         let ctx = minijinja::context! { r => minijinja::context! { PHONE => vec![minijinja::context! { VALUE => "8 926 123-45-67" }] } };
         let render = |t: &str| env.render_str(t, ctx.clone()).unwrap();
         assert_eq!(
@@ -332,7 +282,7 @@ mod tests {
     #[test]
     fn rules_match_when_every_condition_holds() {
         let mut env = Environment::new();
-        register(&mut env);
+        super::super::filter_table::register(&mut env);
         let rules = "[{'when': {'product': '410'}, 'c': 'online'}, {'when': {'product': '404', 'branch': '48'}, 'c': 'gogol'}, {'when': {'product': '404', 'branch': '12708'}, 'c': 'skolkovo'}]";
         let render = |facts: &str| {
             env.render_str(

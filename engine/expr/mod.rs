@@ -2,6 +2,7 @@
 //! library and the per-record scope templates see.
 
 mod check;
+pub mod filter_table;
 pub mod filters;
 pub mod json_object;
 pub mod native;

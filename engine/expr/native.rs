@@ -248,6 +248,9 @@ fn const_json(v: &Value) -> Option<Json> {
     }
 }
 
+/// The filters evaluated natively. Every name here is a minijinja builtin or a row of
+/// `filter_table::FILTERS` (a template naming anything else is rejected when it loads), so this
+/// list adds speed, never a filter the reference does not document.
 fn filter(name: &str, call: &[CallArg]) -> Option<Filter> {
     let mut a = args(call)?.into_iter();
     let f = match (name, a.len()) {

@@ -188,6 +188,13 @@ pub fn from_node(node: &Node) -> JsonPath {
     }
 }
 
+/// A path serialises as its source text, so serde defaults show up in the JSON schema.
+impl serde::Serialize for JsonPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
 impl schemars::JsonSchema for JsonPath {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "JsonPath".into()

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use super::check::{syntax_error, unknown_filters, unknown_settings, unknown_variables};
 use super::json_object::to_json;
 use super::native::{self, Fail, truthy};
-use super::{Scope, filters};
+use super::{Scope, filter_table};
 use crate::syntax::de::capture_node;
 use crate::syntax::diag::Diagnostic;
 use crate::syntax::node::{Kind, Node};
@@ -24,7 +24,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     // Bitrix24 leaves fields out freely; a missing field is "nothing", not an error.
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
-    filters::register(&mut env);
+    filter_table::register(&mut env);
     env
 });
 
@@ -264,6 +264,17 @@ pub fn current_scope() -> (Vec<String>, Vec<String>) {
     }
 }
 
+/// A template serialises as its source text (a literal as its value), so serde defaults show up
+/// in the JSON schema as `default`.
+impl serde::Serialize for Template {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0.compiled {
+            Compiled::Literal(value) => value.serialize(s),
+            _ => s.serialize_str(&self.0.source),
+        }
+    }
+}
+
 impl schemars::JsonSchema for Template {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Template".into()
@@ -271,7 +282,7 @@ impl schemars::JsonSchema for Template {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": ["string", "number", "integer", "boolean", "null", "array"],
-            "description": "A value, or a minijinja template: `{{ source.NAME }}`. A value that is exactly one `{{ expression }}` keeps its type (list, number); filters: phone, date, money, lookup, map_values, flatten, unique_list, compact, to_number, datetime, add_days and the minijinja builtins.",
+            "description": "A value, or a minijinja template: `{{ source.NAME }}`. A value that is exactly one `{{ expression }}` keeps its type (list, number); filters: the minijinja builtins and ours (`phone`, `date`, `money`, `lookup`, ...), all listed in docs/reference.md.",
             "examples": ["{{ source.PHONE | first | attr('VALUE') | phone }}"]
         })
     }

@@ -481,8 +481,9 @@ async fn write_through(
         return Ok(());
     }
     if ctx.dry_run {
+        let label = sink.dry_run_label().unwrap_or(&labeled.label);
         for (w, _) in &fresh {
-            println!("[dry-run] {}: {}", labeled.label, redact(&sink.describe(w)));
+            println!("[dry-run] {label}: {}", redact(&sink.describe(w)));
         }
         return Ok(());
     }

@@ -3,6 +3,7 @@
 //! after a batch's effects are done. Components implement [`Source`], [`Step`] and [`Sink`]; the
 //! runtime knows no protocol.
 
+pub mod error;
 pub mod executor;
 pub mod journal;
 pub mod plan;
@@ -341,6 +342,11 @@ pub trait Sink: Send + Sync {
     /// One line telling what the write would do (dry run).
     fn describe(&self, write: &Write) -> String {
         format!("write {} {}", write.key, write.payload)
+    }
+    /// The name dry-run lines give this sink, when it has one of its own (`comagic.tag_sales`, as
+    /// seed 003's operators know it); otherwise the pipeline's label (`sink[0] (jsonl)`).
+    fn dry_run_label(&self) -> Option<&str> {
+        None
     }
     /// Whether `prepare` evaluates templates; if not, it is handed an undefined scope.
     fn uses_scope(&self) -> bool {

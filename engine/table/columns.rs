@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use indexmap::IndexMap;
 use polars::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::expr::datetime_type;
 use crate::syntax::de::{capture_node, from_node};
@@ -131,6 +131,9 @@ pub struct FrameBuilder {
     input: String,
     columns: Vec<ColumnIn>,
     rows: usize,
+    /// The offset of the first date-time written with one (the portal's zone): values keep
+    /// their wall-clock time, so the run's "now" must be taken in this zone to compare with them.
+    offset: Option<FixedOffset>,
 }
 
 impl FrameBuilder {
@@ -159,6 +162,7 @@ impl FrameBuilder {
             input: input.to_string(),
             columns,
             rows: 0,
+            offset: None,
         }
     }
 
@@ -211,11 +215,16 @@ impl FrameBuilder {
             for part in &c.from {
                 v = v.and_then(|x| x.get(part));
             }
-            let ok = append(&mut c.builder, v.unwrap_or(&Json::Null));
+            let v = v.unwrap_or(&Json::Null);
+            // Until one value shows the zone (values without an offset cost one failed parse).
+            if self.offset.is_none() && matches!(c.kind, ColumnType::Datetime | ColumnType::Date) {
+                self.offset = v.as_str().and_then(written_offset);
+            }
+            let ok = append(&mut c.builder, v);
             if !ok {
                 c.bad += 1;
                 if c.first_bad.is_none() {
-                    c.first_bad = Some(v.map(Json::to_string).unwrap_or_default());
+                    c.first_bad = Some(v.to_string());
                 }
             }
         }
@@ -241,6 +250,11 @@ impl FrameBuilder {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The zone the date-times of this input were written in, if any carried an offset.
+    pub fn offset(&self) -> Option<FixedOffset> {
+        self.offset
     }
 
     pub fn finish(self) -> PolarsResult<DataFrame> {
@@ -384,6 +398,13 @@ pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     None
 }
 
+/// The offset a date-time is written with (`2024-03-10T09:00:00+03:00`), if any.
+fn written_offset(text: &str) -> Option<FixedOffset> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|dt| *dt.offset())
+}
+
 fn datetime_ms(v: &Json) -> Option<i64> {
     match v {
         Json::String(s) => parse_datetime(s).map(|dt| dt.and_utc().timestamp_millis()),
@@ -462,104 +483,10 @@ fn append(b: &mut Builder, v: &Json) -> bool {
     }
 }
 
-// ---- tables back to records ----
-
-/// Rows `offset..offset+len` of `df` as JSON objects. Dates become `YYYY-MM-DD`, date-times
-/// `YYYY-MM-DDTHH:MM:SS`, lists arrays.
-pub fn rows(df: &DataFrame, offset: usize, len: usize) -> PolarsResult<Vec<Json>> {
-    let slice = df.slice(offset as i64, len);
-    let n = slice.height();
-    let mut out: Vec<Map<String, Json>> =
-        (0..n).map(|_| Map::with_capacity(slice.width())).collect();
-    for column in slice.columns() {
-        let values = series_values(column.as_materialized_series())?;
-        let name = column.name().to_string();
-        for (row, v) in out.iter_mut().zip(values) {
-            row.insert(name.clone(), v);
-        }
-    }
-    Ok(out.into_iter().map(Json::Object).collect())
-}
-
-fn format_ms(ms: i64) -> Json {
-    match DateTime::from_timestamp_millis(ms) {
-        Some(dt) => Json::String(dt.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string()),
-        None => Json::Null,
-    }
-}
-
-/// Every value of a series as JSON.
-pub fn series_values(s: &Series) -> PolarsResult<Vec<Json>> {
-    Ok(match s.dtype() {
-        DataType::Boolean => s
-            .bool()?
-            .iter()
-            .map(|v| v.map(Json::Bool).unwrap_or(Json::Null))
-            .collect(),
-        DataType::String => s
-            .str()?
-            .iter()
-            .map(|v| v.map(|t| Json::String(t.to_string())).unwrap_or(Json::Null))
-            .collect(),
-        DataType::Float32 | DataType::Float64 => s
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| v.map(Json::from).unwrap_or(Json::Null))
-            .collect(),
-        dt if dt.is_integer() => s
-            .cast(&DataType::Int64)?
-            .i64()?
-            .iter()
-            .map(|v| v.map(Json::from).unwrap_or(Json::Null))
-            .collect(),
-        DataType::Date => s
-            .cast(&DataType::Int32)?
-            .i32()?
-            .iter()
-            .map(|v| {
-                v.and_then(|d| DateTime::from_timestamp_millis(d as i64 * super::expr::DAY_MS))
-                    .map(|dt| Json::String(dt.date_naive().format("%Y-%m-%d").to_string()))
-                    .unwrap_or(Json::Null)
-            })
-            .collect(),
-        DataType::Datetime(unit, _) => {
-            let factor_div = match unit {
-                TimeUnit::Milliseconds => 1,
-                TimeUnit::Microseconds => 1_000,
-                TimeUnit::Nanoseconds => 1_000_000,
-            };
-            s.to_physical_repr()
-                .cast(&DataType::Int64)?
-                .i64()?
-                .iter()
-                .map(|v| v.map(|x| format_ms(x / factor_div)).unwrap_or(Json::Null))
-                .collect()
-        }
-        DataType::List(_) => {
-            let ca = s.list()?;
-            let mut out = Vec::with_capacity(s.len());
-            for i in 0..ca.len() {
-                out.push(match ca.get_as_series(i) {
-                    Some(inner) => Json::Array(series_values(&inner)?),
-                    None => Json::Null,
-                });
-            }
-            out
-        }
-        DataType::Null => vec![Json::Null; s.len()],
-        _ => s
-            .cast(&DataType::String)?
-            .str()?
-            .iter()
-            .map(|v| v.map(|t| Json::String(t.to_string())).unwrap_or(Json::Null))
-            .collect(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::rows::rows;
     use serde_json::json;
 
     fn spec(pairs: &[(&str, ColumnType)]) -> IndexMap<String, ColumnSpec> {

@@ -6,6 +6,7 @@
 pub mod columns;
 pub mod expr;
 pub mod ops;
+pub mod rows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -258,6 +259,19 @@ pub fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// The run's start as the wall-clock time of the zone the inputs' date-times were written in
+/// (the portal's, e.g. +03:00), in the engine's milliseconds: date-times keep the wall-clock
+/// time written, so `now()` and the day counts must read the clock in that same zone, not the
+/// machine's. Inputs without offsets are taken to be in the machine's zone.
+fn now_in_zone_of_data(
+    started_at: chrono::DateTime<chrono::FixedOffset>,
+    data_offset: Option<chrono::FixedOffset>,
+) -> i64 {
+    let zone = data_offset.unwrap_or(*started_at.offset());
+    let wall_clock = started_at.with_timezone(&zone).naive_local();
+    wall_clock.and_utc().timestamp_millis()
+}
+
 fn fatal(message: impl Into<String>) -> Fatal {
     Fatal {
         system: "table".into(),
@@ -271,6 +285,7 @@ impl Source for TableSource {
         let clock = Instant::now();
         let mut tables: ops::Tables = HashMap::new();
         let mut total = 0usize;
+        let mut data_offset = None;
         for input in &mut self.inputs {
             input.source.open(ctx, None).await?;
             let mut builder = input
@@ -295,6 +310,7 @@ impl Source for TableSource {
             for line in builder.problems() {
                 ctx.log(line);
             }
+            data_offset = data_offset.or(builder.offset());
             let rows = builder.rows();
             total += rows;
             ctx.count(&format!("table.{}.rows", input.name), rows as i64);
@@ -305,7 +321,7 @@ impl Source for TableSource {
         }
         let read = clock.elapsed();
         let clock = Instant::now();
-        let now_ms = ctx.started_at.naive_local().and_utc().timestamp_millis();
+        let now_ms = now_in_zone_of_data(ctx.started_at, data_offset);
         let env = Env {
             now_ms,
             settings: &self.settings,
@@ -314,7 +330,7 @@ impl Source for TableSource {
             .map_err(|d| fatal(d.headline()))?;
         for name in &self.plan.publish {
             let df = &tables[name];
-            let rows = off_runtime(|| columns::rows(df, 0, df.height()))
+            let rows = off_runtime(|| rows::rows(df, 0, df.height()))
                 .map_err(|e| fatal(format!("table {name}: {e}")))?;
             ctx.shared.publish(name, rows);
         }
@@ -344,8 +360,8 @@ impl Source for TableSource {
             self.result = None;
             return Ok(None);
         }
-        let rows = off_runtime(|| columns::rows(df, self.offset, BATCH))
-            .map_err(|e| fatal(e.to_string()))?;
+        let rows =
+            off_runtime(|| rows::rows(df, self.offset, BATCH)).map_err(|e| fatal(e.to_string()))?;
         let mut batch = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let key = match self.plan.key.as_ref().and_then(|k| row.get(k)) {
@@ -357,5 +373,34 @@ impl Source for TableSource {
         }
         self.offset += batch.len();
         Ok(Some(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, FixedOffset};
+
+    use super::now_in_zone_of_data;
+
+    /// The engine's milliseconds of a wall-clock time.
+    fn wall_clock_ms(text: &str) -> i64 {
+        let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap();
+        naive.and_utc().timestamp_millis()
+    }
+
+    #[test]
+    fn now_is_read_on_the_clock_of_the_datas_zone() {
+        // 22:30 on a UTC server is 01:30 the next day in Moscow.
+        let started = DateTime::parse_from_rfc3339("2024-03-09T22:30:00+00:00").unwrap();
+        let moscow = FixedOffset::east_opt(3 * 3600);
+        assert_eq!(
+            now_in_zone_of_data(started, moscow),
+            wall_clock_ms("2024-03-10 01:30")
+        );
+        // Without an offset in the data: the machine's clock.
+        assert_eq!(
+            now_in_zone_of_data(started, None),
+            wall_clock_ms("2024-03-09 22:30")
+        );
     }
 }

@@ -367,45 +367,7 @@ pub fn apply(
             true,
         ),
         Op::Drop(names) => lf.drop(by_name(names.0.iter().map(String::as_str), true, false)),
-        Op::Join(j) => {
-            let (left, right) = match (&j.on, &j.left_on, &j.right_on) {
-                (Some(on), None, None) => (on.clone(), on.clone()),
-                (None, Some(l), Some(r)) if l.0.len() == r.0.len() => (l.clone(), r.clone()),
-                (None, Some(_), Some(_)) => {
-                    return Err(Diagnostic::at(
-                        node,
-                        "`left_on` and `right_on` need the same number of columns",
-                    ));
-                }
-                _ => {
-                    return Err(Diagnostic::at(
-                        node,
-                        "a join needs `on`, or both `left_on` and `right_on`",
-                    ));
-                }
-            };
-            let mut other = table(tables, &j.with, node)?.clone().lazy();
-            if let Some(columns) = &j.columns {
-                let mut exprs = cols(&right);
-                for (name, e) in &columns.0 {
-                    if !right.0.contains(name) {
-                        exprs.push(e.compile(env)?.alias(name.as_str()));
-                    }
-                }
-                other = other.select(exprs);
-            }
-            let how = match j.how {
-                JoinHow::Left => JoinType::Left,
-                JoinHow::Inner => JoinType::Inner,
-            };
-            lf.join_builder()
-                .with(other)
-                .left_on(cols(&left))
-                .right_on(cols(&right))
-                .how(how)
-                .coalesce(JoinCoalesce::CoalesceColumns)
-                .finish()
-        }
+        Op::Join(j) => join(lf, j, tables, env, node)?,
         Op::GroupBy(g) => {
             let aggs = g
                 .agg
@@ -414,28 +376,7 @@ pub fn apply(
                 .collect::<Result<Vec<_>, _>>()?;
             lf.group_by_stable(cols(&g.by)).agg(aggs)
         }
-        Op::Sort(s) => {
-            let n = s.by.0.len();
-            let descending = match s.descending.0.len() {
-                0 => vec![false; n],
-                1 => vec![s.descending.0[0]; n],
-                m if m == n => s.descending.0.clone(),
-                _ => {
-                    return Err(Diagnostic::at(
-                        node,
-                        "`descending` needs one flag, or one per column in `by`",
-                    ));
-                }
-            };
-            let options = SortMultipleOptions::default()
-                .with_order_descending_multi(descending)
-                .with_nulls_last(matches!(s.nulls, Nulls::Last))
-                .with_maintain_order(true);
-            lf.sort(
-                s.by.0.iter().map(String::as_str).collect::<Vec<_>>(),
-                options,
-            )
-        }
+        Op::Sort(s) => sort(lf, s, node)?,
         Op::Unique(u) => {
             let keep = match u.keep {
                 Keep::First => UniqueKeepStrategy::First,
@@ -454,36 +395,115 @@ pub fn apply(
                 keep_nulls: true,
             },
         ),
-        Op::Concat(names) => {
-            let mut lf = lf;
-            let schema = lf.collect_schema().map_err(|e| polars_error(node, e))?;
-            let mut parts = vec![lf];
-            for name in &names.0 {
-                let other = table(tables, name, node)?;
-                let mut exprs = Vec::new();
-                for (column, dtype) in schema.iter() {
-                    if other.schema().get(column).is_none() {
-                        return Err(Diagnostic::at(
-                            node,
-                            format!("table `{name}` has no column `{column}` to append"),
-                        ));
-                    }
-                    exprs.push(col(column.clone()).cast(dtype.clone()));
-                }
-                parts.push(other.clone().lazy().select(exprs));
-            }
-            concat(
-                parts,
-                UnionArgs {
-                    to_supertypes: true,
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| polars_error(node, e))?
-        }
+        Op::Concat(names) => append(lf, names, tables, node)?,
         Op::Limit(n) => lf.limit(*n as IdxSize),
     };
     let mut out = out;
     out.collect_schema().map_err(|e| polars_error(node, e))?;
     Ok(out)
+}
+
+/// `join:` with another table, on shared key names or on `left_on`/`right_on`.
+fn join(
+    lf: LazyFrame,
+    j: &JoinOp,
+    tables: &Tables,
+    env: &Env,
+    node: &Node,
+) -> Result<LazyFrame, Diagnostic> {
+    let (left, right) = match (&j.on, &j.left_on, &j.right_on) {
+        (Some(on), None, None) => (on.clone(), on.clone()),
+        (None, Some(l), Some(r)) if l.0.len() == r.0.len() => (l.clone(), r.clone()),
+        (None, Some(_), Some(_)) => {
+            return Err(Diagnostic::at(
+                node,
+                "`left_on` and `right_on` need the same number of columns",
+            ));
+        }
+        _ => {
+            return Err(Diagnostic::at(
+                node,
+                "a join needs `on`, or both `left_on` and `right_on`",
+            ));
+        }
+    };
+    let mut other = table(tables, &j.with, node)?.clone().lazy();
+    if let Some(columns) = &j.columns {
+        let mut exprs = cols(&right);
+        for (name, e) in &columns.0 {
+            if !right.0.contains(name) {
+                exprs.push(e.compile(env)?.alias(name.as_str()));
+            }
+        }
+        other = other.select(exprs);
+    }
+    let how = match j.how {
+        JoinHow::Left => JoinType::Left,
+        JoinHow::Inner => JoinType::Inner,
+    };
+    Ok(lf
+        .join_builder()
+        .with(other)
+        .left_on(cols(&left))
+        .right_on(cols(&right))
+        .how(how)
+        .coalesce(JoinCoalesce::CoalesceColumns)
+        .finish())
+}
+
+/// `sort:` by columns, with one `descending` flag for all or one per column.
+fn sort(lf: LazyFrame, s: &SortOp, node: &Node) -> Result<LazyFrame, Diagnostic> {
+    let n = s.by.0.len();
+    let descending = match s.descending.0.len() {
+        0 => vec![false; n],
+        1 => vec![s.descending.0[0]; n],
+        m if m == n => s.descending.0.clone(),
+        _ => {
+            return Err(Diagnostic::at(
+                node,
+                "`descending` needs one flag, or one per column in `by`",
+            ));
+        }
+    };
+    let options = SortMultipleOptions::default()
+        .with_order_descending_multi(descending)
+        .with_nulls_last(matches!(s.nulls, Nulls::Last))
+        .with_maintain_order(true);
+    Ok(lf.sort(
+        s.by.0.iter().map(String::as_str).collect::<Vec<_>>(),
+        options,
+    ))
+}
+
+/// `concat:` the rows of other tables, cast to this table's columns.
+fn append(
+    mut lf: LazyFrame,
+    names: &Names,
+    tables: &Tables,
+    node: &Node,
+) -> Result<LazyFrame, Diagnostic> {
+    let schema = lf.collect_schema().map_err(|e| polars_error(node, e))?;
+    let mut parts = vec![lf];
+    for name in &names.0 {
+        let other = table(tables, name, node)?;
+        let mut exprs = Vec::new();
+        for (column, dtype) in schema.iter() {
+            if other.schema().get(column).is_none() {
+                return Err(Diagnostic::at(
+                    node,
+                    format!("table `{name}` has no column `{column}` to append"),
+                ));
+            }
+            exprs.push(col(column.clone()).cast(dtype.clone()));
+        }
+        parts.push(other.clone().lazy().select(exprs));
+    }
+    concat(
+        parts,
+        UnionArgs {
+            to_supertypes: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| polars_error(node, e))
 }

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use etl::connectors::bitrix24::emulator::{EmulatorConfig, Portal};
-use etl::connectors::otmechalka::emulator::{OtmechalkaConfig, OtmechalkaEmulator};
+use emulators::bitrix24::{EmulatorConfig, Portal};
+use emulators::otmechalka::{OtmechalkaConfig, OtmechalkaEmulator};
 
 use crate::harness::*;
 
@@ -203,4 +203,74 @@ fn bench_seed001_second_run_requests() {
         print_outcomes(&s.path("j.json"));
         std::thread::sleep(Duration::from_millis(1100));
     }
+}
+
+/// Issue 15 (a): the first run of contacts.yaml over 100,000 contacts in --dry-run, then
+/// fast_bitrix24's get_all (bench/fast_bitrix24_get_all.py) on a fresh bucket of the same portal.
+#[test]
+#[ignore]
+fn bench_contacts_first_run_against_fast_bitrix24() {
+    let emu = b24_with(portal_config(), Portal::bulk_contacts(100_000));
+    let otm = OtmechalkaEmulator::start(OtmechalkaConfig {
+        latency: Duration::from_millis(5),
+        max_active_clients: 1_000_000,
+        ..OtmechalkaConfig::default()
+    })
+    .unwrap();
+    let s = Scratch::new();
+    let mut cmd = etl_run(
+        &root().join("pipelines").join("contacts.yaml"),
+        &s.state(),
+        Some(&emu),
+        Some(&otm),
+    );
+    cmd.arg("--dry-run").arg("--journal").arg(s.path("j.json"));
+    let (out, t, mem) = timed(&mut cmd);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let ours = (emu.http_requests(), t.as_secs_f64());
+    println!(
+        "contacts.yaml first run, 100,000 contacts, --dry-run: {} Bitrix24 requests ({} batch), {} QUERY_LIMIT_EXCEEDED, {:.2} s, peak {mem}, {}",
+        ours.0,
+        emu.requests("batch"),
+        emu.limit_refusals(),
+        ours.1,
+        read_json(&s.path("j.json"))["counts"]
+    );
+
+    // The read alone: the same source into a jsonl file (no mapping, no lookups).
+    emu.reset_limits();
+    let before = emu.http_requests();
+    let p = s.write(
+        "read.yaml",
+        &format!(
+            "name: read\nconnections:\n  b24: {{type: bitrix24, webhook_url: \"${{env:B24_WEBHOOK_URL}}\"}}\nsource: {{type: bitrix24.list, connection: b24, method: crm.contact.list, select: [ID, NAME, LAST_NAME, PHONE, EMAIL, DATE_CREATE, DATE_MODIFY], incremental: {{field: DATE_MODIFY, start: \"2000-01-01T00:00:00+03:00\"}}}}\nsinks: [{{type: jsonl, path: \"{}\"}}]\n",
+            s.path("out.jsonl").display()
+        ),
+    );
+    let (out, t, mem) = timed(&mut etl_run(&p, &s.state(), Some(&emu), None));
+    assert!(out.status.success(), "{}", stdout(&out));
+    println!(
+        "the read alone (incremental, same fixed select, jsonl sink): {} requests, {:.2} s, peak {mem}",
+        emu.http_requests() - before,
+        t.as_secs_f64()
+    );
+
+    emu.reset_limits();
+    let before = emu.http_requests();
+    let script = root().join("bench").join("fast_bitrix24_get_all.py");
+    let started = Instant::now();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(emu.webhook_url())
+        .output()
+        .unwrap();
+    let theirs = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    println!(
+        "fast_bitrix24 get_all, same portal: {} requests, {} (rows, seconds in get_all), {:.2} s with interpreter start; ours/theirs = {:.2}",
+        emu.http_requests() - before,
+        stdout(&out).trim(),
+        theirs,
+        ours.1 / theirs
+    );
 }

@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::Duration;
 
-use etl::connectors::comagic::emulator::*;
-use etl::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
-use etl::connectors::http::orders_emulator::{
-    OrdersConfig, OrdersEmulator, Payment, Sum, orders_demo,
-};
+use emulators::comagic::*;
+use emulators::kit::{Fault, FaultRule, Scope};
+use emulators::orders::{OrdersConfig, OrdersEmulator, Payment, Sum, orders_demo};
 use serde_json::{Value, json};
 
 use crate::harness::*;

@@ -6,8 +6,8 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use etl::connectors::comagic::emulator::DataApiConfig;
-use etl::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
+use emulators::comagic::DataApiConfig;
+use emulators::kit::{Fault, FaultRule, Scope};
 use serde_json::Value;
 
 use crate::comagic_sales::World;

@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use etl::connectors::comagic::emulator::{LegacyConfig, LegacyEmulator, legacy_demo};
-use etl::connectors::http::emulator_kit::{Fault, FaultRule, Scope};
+use emulators::comagic::{LegacyConfig, LegacyEmulator, legacy_demo};
+use emulators::kit::{Fault, FaultRule, Scope};
 use serde_json::Value;
 
 use crate::harness::*;

@@ -201,6 +201,17 @@ fn schema_file_matches_etl_schema() {
     );
 }
 
+#[test]
+fn reference_file_matches_etl_docs() {
+    let out = run(etl().arg("docs"));
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read_to_string(root().join("docs/reference.md")).unwrap();
+    assert!(
+        stdout(&out) == committed,
+        "docs/reference.md is stale: run `cargo run -- docs > docs/reference.md`"
+    );
+}
+
 /// Validate `yaml` with extra arguments and environment; returns (exit code, stdout, stderr, file).
 fn validate_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let s = Scratch::new();

@@ -73,8 +73,8 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-use etl::connectors::bitrix24::emulator::{BackgroundEmulator, Emulator, EmulatorConfig, Portal};
-use etl::connectors::otmechalka::emulator::{OtmechalkaConfig, OtmechalkaEmulator};
+use emulators::bitrix24::{BackgroundEmulator, Emulator, EmulatorConfig, Portal};
+use emulators::otmechalka::{OtmechalkaConfig, OtmechalkaEmulator};
 
 /// A Bitrix24 emulator on its own thread (the test thread blocks while `etl` runs).
 pub fn b24(portal: Portal) -> BackgroundEmulator {

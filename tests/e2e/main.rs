@@ -5,11 +5,13 @@ mod harness;
 
 mod b24;
 mod bench;
+mod comagic_client;
 mod comagic_sales;
 mod comagic_serve;
 mod comagic_stats;
 mod core_run;
 mod core_validate;
+mod editor;
 mod email;
 mod ops;
 mod reports;

@@ -5,7 +5,7 @@ use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etl::connectors::bitrix24::emulator::{EmulatorConfig, Fault, Portal};
+use emulators::bitrix24::{EmulatorConfig, Fault, Portal};
 use serde_json::{Value as Json, json};
 
 use crate::harness::*;

@@ -4,7 +4,7 @@
 
 use calamine::{Data, DataType};
 use chrono::{Duration, Local};
-use etl::connectors::bitrix24::emulator::Portal;
+use emulators::bitrix24::Portal;
 use serde_json::json;
 
 use crate::harness::*;
@@ -95,12 +95,32 @@ fn activity(
     responsible: u64,
     type_id: u64,
 ) {
-    let when = ago(days);
+    activity_at(
+        p,
+        id,
+        owner,
+        (ago(days), ago(days + 1)),
+        completed,
+        responsible,
+        type_id,
+    );
+}
+
+/// An activity bound to (owner type, owner id) at `when` (start, end, deadline), created at `created`.
+fn activity_at(
+    p: &mut Portal,
+    id: u64,
+    owner: (u64, u64),
+    (when, created): (String, String),
+    completed: bool,
+    responsible: u64,
+    type_id: u64,
+) {
     p.insert(
         "activity",
         row(json!({"ID": id.to_string(), "OWNER_TYPE_ID": owner.0.to_string(), "OWNER_ID": owner.1.to_string(), "TYPE_ID": type_id.to_string(),
             "SUBJECT": format!("Дело {id}"), "COMPLETED": if completed { "Y" } else { "N" }, "RESPONSIBLE_ID": responsible.to_string(),
-            "START_TIME": when, "END_TIME": when, "DEADLINE": when, "CREATED": ago(days + 1), "LAST_UPDATED": when})),
+            "START_TIME": when, "END_TIME": when, "DEADLINE": when, "CREATED": created, "LAST_UPDATED": when})),
     );
 }
 
@@ -143,6 +163,11 @@ struct Run {
 }
 
 fn run_report(pipeline: &str, portal: Portal, departments: &str) -> Run {
+    run_report_in(pipeline, portal, departments, None)
+}
+
+/// [`run_report`] with the machine's time zone set for the run (`TZ`, a POSIX zone).
+fn run_report_in(pipeline: &str, portal: Portal, departments: &str, tz: Option<&str>) -> Run {
     let s = Scratch::new();
     let smtp = SmtpServer::start(s.dir.path(), Options::default());
     let emu = b24(portal);
@@ -158,7 +183,8 @@ fn run_report(pipeline: &str, portal: Portal, departments: &str) -> Run {
     .env("SMTP_URL", smtp.url("smtp"))
     .env("REPORT_FROM", "Отчёты CRM <crm@example.ru>")
     .env("REPORT_OUTPUT_DIR", s.path("reports"))
-    .env("B24_PORTAL_URL", PORTAL_URL));
+    .env("B24_PORTAL_URL", PORTAL_URL)
+    .envs(tz.map(|tz| ("TZ", tz))));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -472,4 +498,86 @@ fn rule_lead_is_its_company() {
 fn rule_no_company_is_listed_without_one() {
     assert_eq!(companies_of((CONTACT, 10), |p| contact(p, 10, &[])), [""]);
     assert_eq!(companies_of((DEAL, 20), |p| deal(p, 20, None, &[])), [""]);
+}
+
+/// Offsets (portal, machine) in seconds east of UTC that put the portal's clock at about 01:30
+/// now, whatever the time the test runs, and the machine's three hours behind it (a Moscow
+/// portal seen from a UTC server): the machine's date is still the portal's yesterday.
+fn portal_just_past_midnight() -> (i32, i32) {
+    use chrono::Timelike;
+    let utc = chrono::Utc::now().num_seconds_from_midnight() as i32;
+    let mut portal = (90 * 60 - utc).rem_euclid(86_400) / 60 * 60;
+    if portal > 13 * 3600 + 1800 {
+        portal -= 86_400;
+    }
+    (portal, portal - 3 * 3600)
+}
+
+/// A fixed zone for `TZ`: POSIX counts hours west of UTC.
+fn posix_tz(offset_secs: i32) -> String {
+    let sign = if offset_secs >= 0 { '-' } else { '+' };
+    let abs = offset_secs.unsigned_abs();
+    format!("ETL{sign}{}:{:02}", abs / 3600, abs % 3600 / 60)
+}
+
+/// `days` days and 13 minutes before now, written as the portal writes it (with its offset),
+/// and a day earlier (for the creation time).
+fn before_now(days: i64, offset_secs: i32) -> (String, String) {
+    let zone = chrono::FixedOffset::east_opt(offset_secs).unwrap();
+    let at = chrono::Utc::now() - Duration::days(days) - Duration::minutes(13);
+    let write = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&zone)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    };
+    (write(at), write(at - Duration::days(1)))
+}
+
+/// Days are counted on the portal's calendar: an activity 7 days and 13 minutes before a run at
+/// 01:30 portal time is 7 days old, also when the machine's clock (three hours behind) still
+/// shows the day before.
+#[test]
+fn days_without_activity_count_on_the_portals_calendar_at_the_day_boundary() {
+    let (portal_offset, machine_offset) = portal_just_past_midnight();
+    let mut p = portal();
+    p.offset_secs = portal_offset;
+    company(&mut p, 1, 1);
+    company(&mut p, 2, 1);
+    let (seven, created) = before_now(7, portal_offset);
+    activity_at(&mut p, 1, (COMPANY, 1), (seven, created), true, 1, 2);
+    let tz = posix_tz(machine_offset);
+    let r = run_report_in("companies_without_activity.yaml", p, "[1]", Some(&tz));
+    let got = table(&r.file, &["Компания", "Дней без активности"]);
+    assert_eq!(
+        got[0].1,
+        [["Компания 2", ""], ["Компания 1", "7"]].map(|r| r.map(str::to_string).to_vec()),
+        "portal offset {portal_offset}s, TZ={tz}"
+    );
+}
+
+/// The same for the days overdue: a deadline 2 days and 13 minutes before a run at 01:30 portal
+/// time is 2 days overdue.
+#[test]
+fn days_overdue_count_on_the_portals_calendar_at_the_day_boundary() {
+    let (portal_offset, machine_offset) = portal_just_past_midnight();
+    let mut p = portal();
+    p.offset_secs = portal_offset;
+    company(&mut p, 1, 1);
+    activity_at(
+        &mut p,
+        1,
+        (COMPANY, 1),
+        before_now(2, portal_offset),
+        false,
+        1,
+        2,
+    );
+    let tz = posix_tz(machine_offset);
+    let r = run_report_in("expired_activities.yaml", p, "[1]", Some(&tz));
+    let got = table(&r.file, &["Компания", "Тема", "Дней просрочки"]);
+    assert_eq!(
+        got[0].1,
+        [["Компания 1", "Дело 1", "2"]].map(|r| r.map(str::to_string).to_vec()),
+        "portal offset {portal_offset}s, TZ={tz}"
+    );
 }

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use etl::connectors::bitrix24::emulator::{EmulatorConfig, Portal, ReportScale};
+use emulators::bitrix24::{EmulatorConfig, Portal, ReportScale};
 
 use crate::harness::*;
 use crate::smtp::{Options, SmtpServer};

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etl::connectors::bitrix24::emulator::{Emulator, Fault as B24Fault, Portal};
-use etl::connectors::http::emulator_kit::{Fault, FaultRule};
-use etl::connectors::otmechalka::emulator::OtmechalkaEmulator;
+use emulators::bitrix24::{Emulator, Fault as B24Fault, Portal};
+use emulators::kit::{Fault, FaultRule};
+use emulators::otmechalka::OtmechalkaEmulator;
 use serde_json::{Value, json};
 
 use crate::harness::*;

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
-use super::client::{B24Error, Client, Kind};
+use super::client::{B24Error, Client, Kind, SYSTEM};
 use crate::config::{BuildCtx, ConnectionRef, component::StepConfig};
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Item, RunCtx, Step};
@@ -124,11 +124,11 @@ impl Step for CallStep {
                 .batch(&commands, false, Kind::Read)
                 .await
                 .map_err(|e| match e {
-                    B24Error::Refused { .. } => Fatal::unavailable(
+                    B24Error::Rejected(_) => Fatal::unavailable(
                         "Bitrix24",
                         format!("{} refused the batch: {e}", self.cfg.method),
                     ),
-                    other => Fatal::unavailable("Bitrix24", other.to_string()),
+                    other => other.fatal(SYSTEM),
                 })?;
             for (i, (key, _)) in chunk.iter().enumerate() {
                 let cmd = format!("c{i}");

@@ -19,6 +19,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::encode::build_query;
 use crate::connectors::http::client::{backoff, client, describe};
+use crate::runtime::error::ConnectorError;
 use crate::secrets;
 
 #[derive(Clone, Debug)]
@@ -43,25 +44,29 @@ pub enum Kind {
     Write,
 }
 
+/// How a call failed, in the shared vocabulary: `Rejected` (the portal refused this call for
+/// its input: legacy `error: ""` 400s, NOT_FOUND, validation; the record fails, the run goes
+/// on), `Unavailable` (down after retries, wrong webhook, missing scope or method: the run ends),
+/// `Unknown` (a write was sent but its outcome is unknown: timeout, 5xx, HTML; it may have
+/// happened).
+pub type B24Error = ConnectorError<B24Rejection>;
+
+/// The name failures are reported under.
+pub const SYSTEM: &str = "Bitrix24";
+
+/// The portal's error code and description.
 #[derive(Clone, Debug)]
-pub enum B24Error {
-    /// The portal refused this call for its input (legacy `error: ""` 400s, NOT_FOUND,
-    /// validation): the record fails, the run goes on.
-    Refused { code: String, description: String },
-    /// The portal cannot be used (down after retries, wrong webhook, missing scope or method):
-    /// the run ends.
-    Unavailable(String),
-    /// A write was sent but its outcome is unknown (timeout, 5xx, HTML): it may have happened.
-    Unknown(String),
+pub struct B24Rejection {
+    pub code: String,
+    pub description: String,
 }
 
-impl std::fmt::Display for B24Error {
+impl std::fmt::Display for B24Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            B24Error::Refused { code, description } if code.is_empty() => f.write_str(description),
-            B24Error::Refused { code, description } => write!(f, "{description} ({code})"),
-            B24Error::Unavailable(m) => f.write_str(m),
-            B24Error::Unknown(m) => write!(f, "outcome unknown: {m}"),
+        if self.code.is_empty() {
+            f.write_str(&self.description)
+        } else {
+            write!(f, "{} ({})", self.description, self.code)
         }
     }
 }
@@ -331,7 +336,7 @@ impl Client {
             _ if status >= 500 => {
                 Attempt::Transient(format!("HTTP {status}: {description} ({code})"))
             }
-            _ => Attempt::Fatal(B24Error::Refused { code, description }),
+            _ => Attempt::Fatal(B24Error::Rejected(B24Rejection { code, description })),
         }
     }
 

@@ -1,43 +1,27 @@
 //! Bitrix24 over an incoming webhook: the limit-aware client, a list source, a batched lookup
-//! step, a batched update sink, and an emulator of a portal for tests and the sandbox.
+//! step, and a batched update sink.
 
 mod call;
 pub mod client;
-pub mod emulator;
 mod encode;
 mod list;
 mod update;
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::Registry;
 use crate::config::component::ConnectionConfig;
+use crate::connectors::http::transport::Transport;
 
 pub fn register(r: &mut Registry) {
     r.connection::<Bitrix24Connection>("bitrix24");
     r.source::<list::ListConfig>("bitrix24.list");
     r.step::<call::CallConfig>("bitrix24.call");
     r.sink::<update::UpdateConfig>("bitrix24.update");
-    r.sandbox("bitrix24", sandbox);
-}
-
-/// `etl run --sandbox`: an emulated portal with the demo data of seed 001 and the reports.
-fn sandbox() -> crate::config::component::SandboxFuture {
-    Box::pin(async {
-        let emu = emulator::Emulator::start(
-            emulator::EmulatorConfig::default(),
-            emulator::Portal::demo(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let vars = vec![("B24_WEBHOOK_URL".to_string(), emu.webhook_url())];
-        Ok((vars, Box::new(emu) as Box<dyn Any + Send>))
-    })
 }
 
 /// A Bitrix24 portal reached through an incoming webhook.
@@ -50,16 +34,15 @@ pub struct Bitrix24Connection {
     pub webhook_url: String,
     /// Leaky bucket capacity of the portal (250 on Enterprise).
     #[serde(default = "default_burst")]
+    #[schemars(range(min = 1))]
     pub burst: u32,
     /// Leaky bucket drain per second (5 on Enterprise).
     #[serde(default = "default_drain")]
+    #[schemars(range(min = 0.1))]
     pub drain_per_second: f64,
-    /// Seconds before a request is abandoned (Bitrix24 itself stops at 60).
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Retries of a failed read (5xx, timeouts, HTML answers), with backoff and jitter.
-    #[serde(default = "default_retries")]
-    pub retries: usize,
+    /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
+    #[serde(flatten)]
+    pub transport: Transport<50, 5>,
     /// Per-method operating-time budget over 10 minutes, in seconds.
     #[serde(default = "default_operating")]
     pub operating_limit_secs: f64,
@@ -71,19 +54,13 @@ fn default_burst() -> u32 {
 fn default_drain() -> f64 {
     2.0
 }
-fn default_timeout() -> u64 {
-    50
-}
-fn default_retries() -> usize {
-    5
-}
 fn default_operating() -> f64 {
     480.0
 }
 
 impl ConnectionConfig for Bitrix24Connection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
-        if self.timeout_secs == 0 || self.timeout_secs >= 60 {
+        if self.transport.timeout_secs == 0 || self.transport.timeout_secs >= 60 {
             return Err(
                 "timeout_secs must be between 1 and 59: Bitrix24 ends requests at 60 s".into(),
             );
@@ -92,8 +69,8 @@ impl ConnectionConfig for Bitrix24Connection {
             webhook_url: self.webhook_url,
             burst: self.burst,
             drain_per_second: self.drain_per_second,
-            timeout: Duration::from_secs(self.timeout_secs),
-            retries: self.retries,
+            timeout: self.transport.timeout(),
+            retries: self.transport.retries,
             operating_limit: self.operating_limit_secs,
         })?;
         Ok(Arc::new(client))

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::client::{B24Error, Client, Kind};
+use super::client::{B24Error, Client, Kind, SYSTEM};
 use crate::config::{BuildCtx, ConnectionRef, component::SinkConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
@@ -180,11 +180,12 @@ impl Sink for UpdateSink {
             match self.send(&chunk).await {
                 Ok(results) => out.extend(results),
                 Err(B24Error::Unknown(why)) => out.extend(self.recover(&chunk, &why).await?),
-                Err(B24Error::Refused { code, description }) => {
-                    out.extend(chunk.iter().map(|_| Err(format!("{description} ({code})"))));
+                Err(B24Error::Rejected(r)) => {
+                    let reason = format!("{} ({})", r.description, r.code);
+                    out.extend(chunk.iter().map(|_| Err(reason.clone())));
                 }
                 Err(e @ B24Error::Unavailable(_)) => {
-                    return Err(Fatal::unavailable("Bitrix24", e.to_string()));
+                    return Err(e.fatal(SYSTEM));
                 }
             }
         }
@@ -207,10 +208,7 @@ impl UpdateSink {
         why: &str,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
         tracing::warn!(method = %self.method, "update batch outcome unknown ({}); checking before any retry", crate::secrets::redact(why));
-        let applied = self
-            .applied(chunk)
-            .await
-            .map_err(|e| Fatal::unavailable("Bitrix24", e.to_string()))?;
+        let applied = self.applied(chunk).await.map_err(|e| e.fatal(SYSTEM))?;
         let missing: Vec<&Write> = chunk
             .iter()
             .zip(&applied)

@@ -47,6 +47,7 @@ pub struct PhoneStoreConfig {
     pub table: String,
     /// Phones per batch handed to the steps.
     #[serde(default = "default_batch")]
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
 }
 

@@ -25,6 +25,7 @@ use serde_json::{Value as Json, json};
 
 use crate::config::{BuildCtx, component::SinkConfig};
 use crate::expr::Template;
+use crate::runtime::error::ConnectorError;
 use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
 use crate::syntax::de::capture_node;
 use crate::syntax::diag::Diagnostic;
@@ -180,6 +181,70 @@ struct Outgoing {
 /// Replies that mean the server or our session is the problem, not this recipient.
 fn server_level(code: &str) -> bool {
     matches!(code, "421" | "454" | "530" | "534" | "535" | "538")
+}
+
+/// A file to attach: its name, content type and bytes.
+type FileAttachment = (String, ContentType, Vec<u8>);
+
+/// The files to attach, read once for every recipient.
+fn read_attachments(files: &[crate::runtime::SharedFile]) -> Result<Vec<FileAttachment>, Fatal> {
+    let mut attachments = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f.path).map_err(|e| {
+            Fatal::unavailable("email", format!("cannot read {}: {e}", f.path.display()))
+        })?;
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "report.xlsx".into());
+        let mime = if name.ends_with(".xlsx") {
+            XLSX_MIME
+        } else {
+            "application/octet-stream"
+        };
+        attachments.push((name, ContentType::parse(mime).expect("valid mime"), bytes));
+    }
+    Ok(attachments)
+}
+
+impl EmailSink {
+    /// One recipient's message: subject and body rendered for them, the files attached.
+    fn message(
+        &self,
+        scope: &Value,
+        to: &Mailbox,
+        attachments: &[FileAttachment],
+    ) -> Result<Message, Fatal> {
+        let subject = self
+            .subject
+            .render(scope)
+            .map_err(|e| Fatal::unavailable("email", format!("subject: {e}")))?;
+        let body = self
+            .body
+            .render(scope)
+            .map_err(|e| Fatal::unavailable("email", format!("body: {e}")))?;
+        let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(body));
+        for (name, mime, bytes) in attachments {
+            parts =
+                parts.singlepart(Attachment::new(name.clone()).body(bytes.clone(), mime.clone()));
+        }
+        Message::builder()
+            .from(self.from.clone())
+            .to(to.clone())
+            .subject(subject.trim())
+            .multipart(parts)
+            .map_err(|e| Fatal::unavailable("email", format!("message to {to}: {e}")))
+    }
+}
+
+/// A failed send in the shared vocabulary: a reply about this recipient is `Rejected` (the
+/// others still get the report); a server-level reply or a transport failure is `Unavailable`.
+fn classify(e: lettre::transport::smtp::Error) -> ConnectorError {
+    match e.status().map(|c| c.to_string()) {
+        Some(code) if !server_level(&code) => ConnectorError::Rejected(e.to_string()),
+        _ => ConnectorError::Unavailable(e.to_string()),
+    }
 }
 
 impl EmailSink {
@@ -361,23 +426,7 @@ impl Sink for EmailSink {
             );
             return Ok(());
         }
-        let mut attachments = Vec::new();
-        for f in &files {
-            let bytes = std::fs::read(&f.path).map_err(|e| {
-                Fatal::unavailable("email", format!("cannot read {}: {e}", f.path.display()))
-            })?;
-            let name = f
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| "report.xlsx".into());
-            let mime = if name.ends_with(".xlsx") {
-                XLSX_MIME
-            } else {
-                "application/octet-stream"
-            };
-            attachments.push((name, ContentType::parse(mime).expect("valid mime"), bytes));
-        }
+        let attachments = read_attachments(&files)?;
         let mailer = self
             .transport()
             .map_err(|e| Fatal::unavailable("smtp", e))?;
@@ -395,25 +444,7 @@ impl Sink for EmailSink {
                     continue;
                 }
             };
-            let subject = self
-                .subject
-                .render(&o.scope)
-                .map_err(|e| Fatal::unavailable("email", format!("subject: {e}")))?;
-            let body = self
-                .body
-                .render(&o.scope)
-                .map_err(|e| Fatal::unavailable("email", format!("body: {e}")))?;
-            let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(body));
-            for (name, mime, bytes) in &attachments {
-                parts = parts
-                    .singlepart(Attachment::new(name.clone()).body(bytes.clone(), mime.clone()));
-            }
-            let message = Message::builder()
-                .from(self.from.clone())
-                .to(to.clone())
-                .subject(subject.trim())
-                .multipart(parts)
-                .map_err(|e| Fatal::unavailable("email", format!("message to {to}: {e}")))?;
+            let message = self.message(&o.scope, &to, &attachments)?;
             let sent = match tokio::time::timeout(SEND_TIMEOUT, mailer.send(message)).await {
                 Ok(result) => result,
                 Err(_) => {
@@ -427,26 +458,24 @@ impl Sink for EmailSink {
                     ));
                 }
             };
-            match sent {
+            match sent.map_err(classify) {
                 Ok(_) => {
                     sent_count += 1;
                     ctx.count(&format!("{}.sent", self.label), 1)
                 }
-                Err(e) => match e.status().map(|c| c.to_string()) {
-                    Some(code) if !server_level(&code) => {
-                        ctx.count(&format!("{}.refused", self.label), 1);
-                        ctx.log(format!(
-                            "{}: {} <{}> refused by the server: {e}",
-                            self.label, o.who, to.email
-                        ));
-                    }
-                    _ => {
-                        return Err(Fatal::unavailable(
-                            "smtp",
-                            format!("sending to {}: {e}; the report files were kept", to.email),
-                        ));
-                    }
-                },
+                Err(ConnectorError::Rejected(e)) => {
+                    ctx.count(&format!("{}.refused", self.label), 1);
+                    ctx.log(format!(
+                        "{}: {} <{}> refused by the server: {e}",
+                        self.label, o.who, to.email
+                    ));
+                }
+                Err(e) => {
+                    return Err(Fatal::unavailable(
+                        "smtp",
+                        format!("sending to {}: {e}; the report files were kept", to.email),
+                    ));
+                }
             }
         }
         ctx.log(format!(

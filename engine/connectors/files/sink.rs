@@ -65,7 +65,8 @@ struct FileSink {
 
 enum Output {
     Lines(BufWriter<Box<dyn std::io::Write + Send>>),
-    Csv(csv::Writer<File>, Vec<String>),
+    // Boxed: the CSV writer carries its buffer inline, and there is one per sink anyway.
+    Csv(Box<csv::Writer<File>>, Vec<String>),
 }
 
 impl SinkConfig for JsonlSinkConfig {
@@ -139,7 +140,7 @@ impl FileSink {
                 };
                 let mut w = csv::Writer::from_writer(file);
                 w.write_record(&columns).map_err(|e| io_fatal(&shown, e))?;
-                Output::Csv(w, columns)
+                Output::Csv(Box::new(w), columns)
             }
             _ => Output::Lines(BufWriter::with_capacity(1 << 20, Box::new(file))),
         })

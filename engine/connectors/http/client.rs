@@ -8,22 +8,19 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use serde_json::Value as Json;
 
-/// How a request failed.
-#[derive(Debug, Clone)]
-pub enum HttpError {
-    /// The service answered 4xx: this request (record) was refused; the message is the body's.
-    Rejected { status: u16, message: String },
-    /// Connection refused, timeout, 5xx or a non-JSON answer: the service is unavailable.
-    Unavailable(String),
-}
+use crate::runtime::error::ConnectorError;
 
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Rejected { status, message } => write!(f, "HTTP {status}: {message}"),
-            HttpError::Unavailable(m) => f.write_str(m),
-        }
-    }
+/// How a request failed, in the shared vocabulary: `Rejected` (4xx), `Unavailable`
+/// (connection refused, timeout, 5xx or a non-JSON answer); a caller that sent a write turns an
+/// `Unavailable` that may have reached the service into `Unknown`.
+pub type HttpError = ConnectorError<HttpRejection>;
+
+/// The service answered 4xx: this request (record) was refused; the message is the body's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("HTTP {status}: {message}")]
+pub struct HttpRejection {
+    pub status: u16,
+    pub message: String,
 }
 
 /// A reqwest client with our TLS provider (ring) installed once per process.
@@ -69,13 +66,13 @@ pub async fn send_json(req: reqwest::RequestBuilder) -> Result<(u16, Json), Http
         )));
     }
     if status >= 400 {
-        return Err(HttpError::Rejected {
+        return Err(HttpError::Rejected(HttpRejection {
             status,
             message: body
                 .as_ref()
                 .map(error_message)
                 .unwrap_or_else(|| snippet(&text)),
-        });
+        }));
     }
     match body {
         Some(b) => Ok((status, b)),

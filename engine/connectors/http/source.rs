@@ -1,7 +1,5 @@
 //! `http` source: GET a JSON API page by page; records are selected by a JSON path.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -9,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::client::{self, HttpError};
+use super::transport::Transport;
 use crate::config::{BuildCtx, component::SourceConfig};
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Record, RunCtx, Source};
@@ -39,23 +38,14 @@ pub struct HttpSourceConfig {
     /// How to get the next page.
     #[serde(default)]
     pub pagination: Pagination,
-    /// Seconds before a request is abandoned.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Retries of a failed page (connection errors, timeouts, 5xx), with backoff.
-    #[serde(default = "default_retries")]
-    pub retries: usize,
+    #[serde(flatten)]
+    pub transport: Transport<30, 3>,
     /// Stop after this many pages (a guard against APIs that never stop).
     #[serde(default = "default_max_pages")]
+    #[schemars(range(min = 1))]
     pub max_pages: u64,
 }
 
-fn default_timeout() -> u64 {
-    30
-}
-fn default_retries() -> usize {
-    3
-}
 fn default_max_pages() -> u64 {
     100_000
 }
@@ -90,7 +80,7 @@ fn one() -> u64 {
 
 impl SourceConfig for HttpSourceConfig {
     fn build(self, _: &BuildCtx) -> Result<Box<dyn Source>, String> {
-        let http = client::client(Duration::from_secs(self.timeout_secs));
+        let http = client::client(self.transport.timeout());
         Ok(Box::new(HttpSource {
             cfg: self,
             http,
@@ -112,8 +102,11 @@ struct HttpSource {
     done: bool,
     position: u64,
     /// URL, query and headers, rendered once per run.
-    base: Option<(String, Vec<(String, String)>, Vec<(String, String)>)>,
+    base: Option<RenderedRequest>,
 }
+
+/// URL, query parameters and headers of the first page.
+type RenderedRequest = (String, Vec<(String, String)>, Vec<(String, String)>);
 
 #[async_trait]
 impl Source for HttpSource {
@@ -175,17 +168,10 @@ impl Source for HttpSource {
             }
             req
         };
-        let body = client::get_json(make, self.cfg.retries)
+        let body = client::get_json(make, self.cfg.transport.retries)
             .await
-            .map_err(|e| match e {
-                HttpError::Unavailable(m) => {
-                    Fatal::unavailable(format!("HTTP source {}", host_of(&url)), m)
-                }
-                HttpError::Rejected { status, message } => Fatal::unavailable(
-                    format!("HTTP source {}", host_of(&url)),
-                    format!("HTTP {status}: {message}"),
-                ),
-            })?;
+            // A page is a read: even a refused one means the source cannot be read.
+            .map_err(|e: HttpError| e.fatal(&format!("HTTP source {}", host_of(&url))))?;
         self.pages += 1;
         let records: Vec<Json> = self.cfg.records.all(&body).into_iter().cloned().collect();
         match &self.cfg.pagination {

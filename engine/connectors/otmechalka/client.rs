@@ -45,12 +45,13 @@ impl Otmechalka {
         .await;
         match result {
             Ok(body) => Ok(Found::Yes(body)),
-            Err(HttpError::Rejected { status: 404, .. }) => Ok(Found::No),
+            Err(HttpError::Rejected(r)) if r.status == 404 => Ok(Found::No),
             Err(e) => Err(e),
         }
     }
 
-    /// POST a body. Not retried once it may have reached the service: the caller decides.
+    /// POST a body. Not retried once it may have reached the service: then the outcome is
+    /// `Unknown` and the caller decides.
     pub async fn post(&self, path: &str, body: &Json) -> Result<Json, HttpError> {
         let url = self.url(path);
         let mut attempt = 0;
@@ -64,6 +65,9 @@ impl Otmechalka {
                 {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
+                }
+                Err(HttpError::Unavailable(m)) if !m.starts_with("connection failed") => {
+                    return Err(HttpError::Unknown(m));
                 }
                 other => return other.map(|(_, b)| b),
             }

@@ -3,18 +3,17 @@
 //! update; a create whose outcome is unknown is looked up again before anything is resent.
 
 mod client;
-pub mod emulator;
 mod sinks;
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::Registry;
 use crate::config::component::ConnectionConfig;
+use crate::connectors::http::transport::Transport;
 
 pub use client::Otmechalka;
 
@@ -22,7 +21,6 @@ pub fn register(r: &mut Registry) {
     r.connection::<OtmechalkaConnection>("otmechalka");
     r.sink::<sinks::ClientSinkConfig>("otmechalka.client");
     r.sink::<sinks::TicketSinkConfig>("otmechalka.ticket");
-    r.sandbox("otmechalka", sinks::sandbox);
 }
 
 /// An otmechalka account.
@@ -35,19 +33,8 @@ pub struct OtmechalkaConnection {
     /// Bearer token.
     #[schemars(example = &"${secret:OTMECHALKA_TOKEN}")]
     pub token: String,
-    /// Seconds before a request is abandoned.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Retries of reads and of requests that never reached the service, with backoff.
-    #[serde(default = "default_retries")]
-    pub retries: usize,
-}
-
-fn default_timeout() -> u64 {
-    30
-}
-fn default_retries() -> usize {
-    3
+    #[serde(flatten)]
+    pub transport: Transport<30, 3>,
 }
 
 impl ConnectionConfig for OtmechalkaConnection {
@@ -58,8 +45,8 @@ impl ConnectionConfig for OtmechalkaConnection {
         Ok(Arc::new(Otmechalka::new(
             url.as_str().trim_end_matches('/'),
             &self.token,
-            Duration::from_secs(self.timeout_secs),
-            self.retries,
+            self.transport.timeout(),
+            self.transport.retries,
         )))
     }
 }

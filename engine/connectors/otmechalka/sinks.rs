@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::client::{Found, Otmechalka};
-use crate::config::component::{SandboxFuture, SinkConfig};
+use crate::config::component::SinkConfig;
 use crate::config::{BuildCtx, ConnectionRef};
 use crate::connectors::http::client::HttpError;
 use crate::expr::Template;
@@ -82,14 +82,11 @@ struct OtmSink {
 /// A per-record answer, or the end of the run.
 type Outcome = Result<Result<Json, String>, Fatal>;
 
-fn unavailable(e: HttpError) -> Fatal {
-    Fatal::unavailable("otmechalka", e.to_string())
-}
-
+/// A refusal fails the record with otmechalka's message; anything else ends the run.
 fn rejected(e: HttpError) -> Outcome {
     match e {
-        HttpError::Rejected { message, .. } => Ok(Err(message)),
-        HttpError::Unavailable(_) => Err(unavailable(e)),
+        HttpError::Rejected(r) => Ok(Err(r.message)),
+        other => Err(other.fatal("otmechalka")),
     }
 }
 
@@ -115,7 +112,7 @@ impl OtmSink {
                     ctx.count("clients_updated", 1);
                     return Ok(Ok(v));
                 }
-                Err(HttpError::Unavailable(m)) => {
+                Err(HttpError::Unavailable(m) | HttpError::Unknown(m)) => {
                     last = Some(m);
                     tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
                 }
@@ -139,10 +136,10 @@ impl OtmSink {
                     return Ok(Ok(v));
                 }
                 // Someone (an earlier, interrupted run) created it: fall back to the existing one.
-                Err(HttpError::Rejected { status: 409, .. }) => {
+                Err(HttpError::Rejected(r)) if r.status == 409 => {
                     return self.existing(origin, body, ctx).await;
                 }
-                Err(HttpError::Unavailable(m)) => {
+                Err(HttpError::Unavailable(m) | HttpError::Unknown(m)) => {
                     tracing::warn!(
                         "otmechalka create of {origin} ended without an answer ({m}); checking before retrying"
                     );
@@ -231,17 +228,4 @@ impl Sink for OtmSink {
             Entity::Ticket => format!("create ticket {} unless it exists: {}", w.key, w.payload),
         }
     }
-}
-
-/// `etl run --sandbox`: an emulated otmechalka with the seed's catalogue.
-pub fn sandbox() -> SandboxFuture {
-    Box::pin(async {
-        let emu = super::emulator::OtmechalkaEmulator::start(Default::default())
-            .map_err(|e| e.to_string())?;
-        let vars = vec![
-            ("OTMECHALKA_URL".to_string(), emu.url()),
-            ("OTMECHALKA_TOKEN".to_string(), emu.token().to_string()),
-        ];
-        Ok((vars, Box::new(emu) as Box<dyn std::any::Any + Send>))
-    })
 }

@@ -1,0 +1,243 @@
+//! The one table of our template filters: each row is what registers the filter with minijinja
+//! and what `etl docs` prints about it, so a filter cannot exist undocumented. The example of
+//! every row is rendered by a test, so the reference cannot drift from what the filter does.
+
+use minijinja::Environment;
+use minijinja::value::Value;
+
+use super::filters::{self, core};
+
+/// One filter: its name, how it is called, what it does, and an example that a test renders.
+pub struct FilterDoc {
+    pub name: &'static str,
+    /// How it is called, after the `|`: `lookup(map, default)`.
+    pub signature: &'static str,
+    pub description: &'static str,
+    /// A template using the filter, and what it renders to.
+    pub example: (&'static str, &'static str),
+    /// Registers the filter under `name`.
+    add: fn(&mut Environment<'static>, &'static str),
+}
+
+/// Our own filters first, then the minijinja builtins we replace because Bitrix24 leaves out
+/// empty fields: `source.PHONE | first | attr('VALUE')` must give nothing, not stop the template.
+pub const FILTERS: &[FilterDoc] = &[
+    FilterDoc {
+        name: "phone",
+        signature: "phone",
+        description: "A phone number as `7XXXXXXXXXX`: digits only, a leading 8 becomes 7, ten digits get a 7 in front; anything else fails the record (a wrong number must not reach another system). Empty gives none.",
+        example: ("{{ '8 (926) 123-45-67' | phone }}", "79261234567"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::phone)),
+    },
+    FilterDoc {
+        name: "date",
+        signature: "date",
+        description: "An ISO 8601 date-time (or `YYYY-MM-DD`, `DD.MM.YYYY`) as `YYYY-MM-DD`: the calendar day as written, in its own offset (Bitrix24 stores dates as local midnight).",
+        example: ("{{ '2014-11-26T00:00:00+03:00' | date }}", "2014-11-26"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::date)),
+    },
+    FilterDoc {
+        name: "datetime",
+        signature: "datetime(format=\"%Y-%m-%dT%H:%M:%S%:z\")",
+        description: "An ISO 8601 date-time with an offset, reformatted with a strftime pattern. Empty gives none.",
+        example: (
+            "{{ '2024-03-01T10:30:00+03:00' | datetime(format='%d.%m.%Y %H:%M') }}",
+            "01.03.2024 10:30",
+        ),
+        add: |env, name| env.add_filter(name, filters::datetime),
+    },
+    FilterDoc {
+        name: "add_days",
+        signature: "add_days(n)",
+        description: "A date (`YYYY-MM-DD`) or ISO 8601 date-time moved by `n` days (negative: back), in the same form. Empty gives none.",
+        example: ("{{ '2025-01-31' | add_days(-30) }}", "2025-01-01"),
+        add: |env, name| env.add_filter(name, filters::add_days),
+    },
+    FilterDoc {
+        name: "money",
+        signature: "money",
+        description: "An amount as text with two decimals (a decimal comma is accepted). Empty gives none.",
+        example: ("{{ '8700,5' | money }}", "8700.50"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::money)),
+    },
+    FilterDoc {
+        name: "to_number",
+        signature: "to_number",
+        description: "Numbers stay, text is parsed (`\"12\"` -> 12, `\"1,5\"` -> 1.5); other text fails the record. Empty gives none.",
+        example: ("{{ '1,5' | to_number + 1 }}", "2.5"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::to_number)),
+    },
+    FilterDoc {
+        name: "lookup",
+        signature: "lookup(map, default)",
+        description: "One value through a value map (usually from `settings`); an unknown value gives `default`, or none.",
+        example: ("{{ 2 | lookup({'1': 'call', '2': 'e-mail'}) }}", "e-mail"),
+        add: |env, name| env.add_filter(name, lookup),
+    },
+    FilterDoc {
+        name: "map_values",
+        signature: "map_values(map)",
+        description: "Every element of a list (or a single value) through a value map; unknown ones are dropped.",
+        example: (
+            "{{ ['404', '9', '405'] | map_values({'404': 'A', '405': 'B'}) | join(',') }}",
+            "A,B",
+        ),
+        add: |env, name| env.add_filter(name, map_values),
+    },
+    FilterDoc {
+        name: "match_rules",
+        signature: "match_rules(fact=value, ...)",
+        description: "The rules (a list from `settings`) whose `when:` conditions all hold for the facts given: a condition holds when the fact (a value or a list) contains its value, or one of its list of values.",
+        example: (
+            "{{ [{'when': {'product': '404'}, 'course': 'A'}, {'when': {'product': '405'}, 'course': 'B'}] | match_rules(product=['404', '7']) | map(attribute='course') | join(',') }}",
+            "A",
+        ),
+        add: |env, name| env.add_filter(name, filters::match_rules),
+    },
+    FilterDoc {
+        name: "flatten",
+        signature: "flatten",
+        description: "A list of lists as one list.",
+        example: ("{{ [[1, 2], [3], 4] | flatten | join(',') }}", "1,2,3,4"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::flatten)),
+    },
+    FilterDoc {
+        name: "unique_list",
+        signature: "unique_list",
+        description: "Distinct values, in the order they first occur.",
+        example: ("{{ [3, 1, 3, 2, 1] | unique_list | join(',') }}", "3,1,2"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::unique_list)),
+    },
+    FilterDoc {
+        name: "compact",
+        signature: "compact",
+        description: "A list without its empty elements (none, blank text).",
+        example: (
+            "{{ ['a', '', none, ' ', 'b'] | compact | join(',') }}",
+            "a,b",
+        ),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::compact)),
+    },
+    FilterDoc {
+        name: "first",
+        signature: "first",
+        description: "The first element of a list (or character of a text); a missing value gives nothing instead of an error. Replaces the builtin.",
+        example: (
+            "{{ [{'VALUE': '+7 926'}] | first | attr('VALUE') }}",
+            "+7 926",
+        ),
+        add: |env, name| env.add_filter(name, filters::first),
+    },
+    FilterDoc {
+        name: "last",
+        signature: "last",
+        description: "The last element of a list (or character of a text); a missing value gives nothing. Replaces the builtin.",
+        example: ("{{ [1, 2, 3] | last }}", "3"),
+        add: |env, name| env.add_filter(name, filters::last),
+    },
+    FilterDoc {
+        name: "attr",
+        signature: "attr(name)",
+        description: "The attribute `name` of an object; a missing object gives nothing. Replaces the builtin.",
+        example: ("{{ none | attr('VALUE') | default('-') }}", "-"),
+        add: |env, name| env.add_filter(name, filters::attr),
+    },
+    FilterDoc {
+        name: "length",
+        signature: "length",
+        description: "The number of elements (or characters); a missing value gives 0. Replaces the builtin.",
+        example: ("{{ none | length }}", "0"),
+        add: |env, name| env.add_filter(name, filters::length),
+    },
+    FilterDoc {
+        name: "count",
+        signature: "count",
+        description: "Same as `length`. Replaces the builtin.",
+        example: ("{{ [1, 2] | count }}", "2"),
+        add: |env, name| env.add_filter(name, filters::length),
+    },
+    FilterDoc {
+        name: "join",
+        signature: "join(separator=\"\")",
+        description: "The elements as text, joined by `separator`; a missing value gives empty text. Replaces the builtin.",
+        example: ("{{ ['a', 'b'] | join(', ') }}", "a, b"),
+        add: |env, name| env.add_filter(name, filters::join),
+    },
+    FilterDoc {
+        name: "trim",
+        signature: "trim(chars)",
+        description: "Text without leading and trailing whitespace (or the given characters); a missing value gives empty text. Replaces the builtin.",
+        example: ("{{ '--x--' | trim('-') }}", "x"),
+        add: |env, name| env.add_filter(name, filters::trim),
+    },
+];
+
+/// Registers every filter of [`FILTERS`].
+pub fn register(env: &mut Environment<'static>) {
+    for filter in FILTERS {
+        (filter.add)(env, filter.name);
+    }
+}
+
+/// Whether `name` is one of our filters (builtins are checked separately).
+pub fn is_ours(name: &str) -> bool {
+    FILTERS.iter().any(|f| f.name == name)
+}
+
+/// The names of our filters, for "did you mean" suggestions.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    FILTERS.iter().map(|f| f.name)
+}
+
+fn lookup(v: Value, map: Value, default: Option<Value>) -> Result<Value, minijinja::Error> {
+    filters::with_json(&v, |v| {
+        filters::with_json(&map, |map| match &default {
+            Some(d) => filters::with_json(d, |d| core::lookup(v, map, d)),
+            None => core::lookup(v, map, None),
+        })
+    })
+    .map(filters::from_json)
+    .map_err(filters::invalid)
+}
+
+fn map_values(v: Value, map: Value) -> Result<Value, minijinja::Error> {
+    filters::with_json(&v, |v| {
+        filters::with_json(&map, |map| core::map_values(v, map))
+    })
+    .map(filters::from_json)
+    .map_err(filters::invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_renders_as_documented() {
+        let mut env = Environment::new();
+        register(&mut env);
+        for filter in FILTERS {
+            let (template, expected) = filter.example;
+            assert!(
+                template.contains(&format!("| {}", filter.name)),
+                "the example of `{}` does not use it: {template}",
+                filter.name
+            );
+            let got = env
+                .render_str(template, ())
+                .unwrap_or_else(|e| panic!("example of `{}`: {e:#}", filter.name));
+            assert_eq!(got, expected, "example of `{}`: {template}", filter.name);
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for (i, f) in FILTERS.iter().enumerate() {
+            assert!(
+                !FILTERS[..i].iter().any(|g| g.name == f.name),
+                "`{}` is in the table twice",
+                f.name
+            );
+        }
+    }
+}
