@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::secrets;
 use crate::syntax::diag::Diagnostic;
-use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span};
+use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span, Style};
 
 /// `settings.department_ids=[2, 3]`: the value is YAML, placed at the dotted path.
 pub fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnostic> {
@@ -114,8 +114,33 @@ pub fn resolve_env(
             rest = &rest[start + end + 1..];
         }
         out.push_str(rest);
+        if node.filled == Filled::FromEnv && node.style == Style::Plain && is_one_reference(text) {
+            node.kind = typed_like_yaml(&out);
+        }
         *text = out;
     });
+}
+
+/// `${env:T}` and nothing else around it.
+fn is_one_reference(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with("${") && t.find('}') == Some(t.len() - 1)
+}
+
+/// An unquoted value that is exactly one reference reads as YAML would read the value written
+/// in its place (`timeout_secs: ${env:T}` with T=45 is the number 45; quote the reference to
+/// keep text). Only values that print back the same become numbers: "007" stays text.
+fn typed_like_yaml(value: &str) -> Kind {
+    let same = |printed: String| printed == value;
+    match value {
+        "true" => Kind::Bool(true),
+        "false" => Kind::Bool(false),
+        _ => match (value.parse::<i64>(), value.parse::<f64>()) {
+            (Ok(i), _) if same(i.to_string()) => Kind::Int(i),
+            (Err(_), Ok(f)) if f.is_finite() && same(f.to_string()) => Kind::Float(f),
+            _ => Kind::Null,
+        },
+    }
 }
 
 /// Where the text `before` ends inside the scalar `node`.

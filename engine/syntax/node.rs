@@ -232,7 +232,9 @@ impl Node {
         }
     }
 
-    /// Visit every string scalar (not keys) mutably.
+    /// Visit every string scalar (not keys) mutably. The callback gets the text and a copy of
+    /// the node without its value: what it sets there (`filled`, a `kind` other than null)
+    /// is taken over.
     pub fn for_each_str_mut(&mut self, f: &mut dyn FnMut(&mut String, &mut Node)) {
         match &mut self.kind {
             Kind::Str(_) => {
@@ -240,8 +242,12 @@ impl Node {
                 if let Kind::Str(s) = &mut self.kind {
                     f(s, &mut snapshot);
                 }
-                // The callback may mark where the text came from.
+                // The callback may mark where the text came from, and say that it is no
+                // longer text (a number the environment filled in).
                 self.filled = snapshot.filled;
+                if !matches!(snapshot.kind, Kind::Null) {
+                    self.kind = snapshot.kind;
+                }
             }
             Kind::Seq(items) => items.iter_mut().for_each(|n| n.for_each_str_mut(f)),
             Kind::Map(entries) => entries.iter_mut().for_each(|(_, v)| v.for_each_str_mut(f)),

@@ -517,18 +517,22 @@ const B24_HEAD: &str = "name: t\nsource: {type: jsonl, path: in.jsonl}\nconnecti
 /// Issue 14 B9: `${env:...}` could not fill a number field ("expected u64").
 #[test]
 fn environment_values_fill_number_fields() {
-    let yaml = format!("{B24_HEAD}    timeout_secs: ${{env:ETL_TEST_TIMEOUT}}\n");
-    let (code, out, _) = validate_with(&yaml, &[], &[("ETL_TEST_TIMEOUT", "45")]);
+    let yaml = format!(
+        "{B24_HEAD}    timeout_secs: ${{env:ETL_TEST_TIMEOUT}}\n    burst: ${{env:ETL_TEST_BURST}}\n"
+    );
+    let env = [("ETL_TEST_TIMEOUT", "45"), ("ETL_TEST_BURST", "250")];
+    let (code, out, _) = validate_with(&yaml, &[], &env);
     assert_eq!(code, Some(0), "{out}");
-    let (code, out, _) = validate_with(&yaml, &[], &[("ETL_TEST_TIMEOUT", "soon")]);
+    let env = [("ETL_TEST_TIMEOUT", "45"), ("ETL_TEST_BURST", "lots")];
+    let (code, out, _) = validate_with(&yaml, &[], &env);
     assert_eq!(code, Some(2), "{out}");
     assert!(
-        out.contains("p.yaml:7:19: expected a whole number (0 or more), found the string \"soon\""),
+        out.contains("p.yaml:8:12: expected a whole number (0 or more), found the string \"lots\""),
         "{out}"
     );
 }
 
-/// Issue 14 B9: messages named Rust types (`u64`).
+/// Issue 14 B9: messages named Rust types (`u32`).
 #[test]
 fn type_errors_speak_of_numbers_not_rust_types() {
     for (value, expected) in [
@@ -542,8 +546,8 @@ fn type_errors_speak_of_numbers_not_rust_types() {
         ),
         ("[1]", "expected a whole number (0 or more), found a list"),
     ] {
-        let yaml = format!("{B24_HEAD}    timeout_secs: {value}\n");
-        assert_error(&yaml, 7, 19, expected);
+        let yaml = format!("{B24_HEAD}    burst: {value}\n");
+        assert_error(&yaml, 7, 12, expected);
         let (_, out, _) = validate_with(&yaml, &[], &[]);
         for rust in ["u64", "u32", "usize", "i64", "f64", "a sequence"] {
             assert!(!out.contains(rust), "`{rust}` in:\n{out}");
