@@ -244,6 +244,27 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_unquoted_reference_reads_as_yaml_would() {
+        // SAFETY: a variable of this test's own; no other test reads it.
+        unsafe { std::env::set_var("ETL_TEST_OVERRIDES_N", "45") };
+        let mut root = node::parse(
+            "a: ${env:ETL_TEST_OVERRIDES_N}\nb: \"${env:ETL_TEST_OVERRIDES_N}\"\nc: x${env:ETL_TEST_OVERRIDES_N}\nd: ${env:ETL_TEST_OVERRIDES_Z:-007}\n",
+            "p.yaml",
+        )
+        .unwrap();
+        resolve_env(
+            &mut root,
+            &HashMap::new(),
+            EnvMode::Resolve,
+            &mut Vec::new(),
+        );
+        assert!(matches!(root.get("a").unwrap().kind, Kind::Int(45)));
+        assert_eq!(root.get("b").unwrap().as_str(), Some("45"));
+        assert_eq!(root.get("c").unwrap().as_str(), Some("x45"));
+        assert_eq!(root.get("d").unwrap().as_str(), Some("007"));
+    }
+
+    #[test]
     fn set_overrides_parse_yaml() {
         let mut root = node::parse("settings:\n  ids: [1]\n", "p.yaml").unwrap();
         apply_set(&mut root, "settings.ids", "[2, 3]").unwrap();
