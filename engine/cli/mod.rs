@@ -8,6 +8,9 @@ mod logging;
 mod sandbox;
 mod serve;
 
+/// Pattern expansion for `etl validate`.
+mod paths;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,9 +87,13 @@ enum Command {
     },
     /// Check pipeline files; every problem is reported as `file:line:column: message`.
     Validate {
-        /// Pipeline files.
+        /// Pipeline files (`pipelines/*.yaml pipelines/bp/*.yaml`).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Do not read the environment: `${env:...}` and `${secret:...}` references are checked
+        /// for their syntax, not their values (CI without secrets).
+        #[arg(long)]
+        no_env: bool,
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
@@ -163,7 +170,7 @@ pub fn main() -> i32 {
                 progress: !no_progress,
             }))
         }
-        Command::Validate { paths } => validate(&paths),
+        Command::Validate { paths, no_env } => validate(&paths, no_env),
         Command::Schema => {
             print!(
                 "{}",
@@ -262,7 +269,11 @@ async fn run(args: RunArgs) -> u8 {
             sandbox_state = Some(dir.join("state.db"));
         }
     }
-    let opts = LoadOptions { sets, env };
+    let opts = LoadOptions {
+        sets,
+        env,
+        ..Default::default()
+    };
     let pipeline = match config::load(&args.pipeline, connectors::registry(), &opts) {
         Ok(p) => p,
         Err(errors) => {
@@ -336,12 +347,24 @@ fn take_lease(store: &Store, pipeline: &str) -> Result<state::Lease, u8> {
     }
 }
 
-fn validate(paths: &[PathBuf]) -> u8 {
+fn validate(paths: &[PathBuf], no_env: bool) -> u8 {
     let clock = Instant::now();
+    let opts = LoadOptions {
+        no_env,
+        ..Default::default()
+    };
+    let (paths, unmatched) = paths::expand(paths);
+    for pattern in &unmatched {
+        eprintln!("note: no file matches `{}`", pattern.display());
+    }
+    if paths.is_empty() {
+        eprintln!("error: no pipeline files to validate");
+        return EXIT_INVALID;
+    }
     let mut problems = 0;
-    for path in paths {
-        match config::load(path, connectors::registry(), &LoadOptions::default()) {
-            Ok(_) => println!("{}: ok", path.display()),
+    for path in &paths {
+        match config::load::check(path, connectors::registry(), &opts) {
+            Ok(()) => println!("{}: ok", path.display()),
             Err(errors) => {
                 problems += errors.diagnostics.len();
                 println!("{}\n", errors.render());

@@ -128,7 +128,7 @@ async fn run_pipeline(
                 connectors::registry(),
                 &LoadOptions {
                     sets,
-                    env: Default::default(),
+                    ..Default::default()
                 },
             ) {
                 Ok(p) => p,

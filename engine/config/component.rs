@@ -69,11 +69,12 @@ impl<'a> BuildCtx<'a> {
             *self.blame.borrow_mut() = Some(Diagnostic::at(&name.node, message.clone()));
             return Err(message);
         }
-        let (kind, conn) = self
-            .connections
-            .built
-            .get(&name.name)
-            .ok_or_else(|| format!("unknown connection `{}`", name.name))?;
+        let Some((kind, conn)) = self.connections.built.get(&name.name) else {
+            // Declared, but it did not build: that is reported at the connection already.
+            let message = format!("connection `{}` could not be set up", name.name);
+            *self.blame.borrow_mut() = Some(Diagnostic::at(&name.node, message.clone()).follows());
+            return Err(message);
+        };
         conn.clone().downcast::<T>().map_err(|_| {
             format!(
                 "connection `{}` is a `{kind}` connection, which this component cannot use",
@@ -136,9 +137,16 @@ fn entry<C: DeserializeOwned + JsonSchema, T: 'static>(
             let config: C = from_node(&body)?;
             build(config, ctx).map_err(|message| {
                 let blamed = ctx.blame.borrow_mut().take();
-                blamed
+                let d = blamed
                     .filter(|d| d.message == message)
-                    .unwrap_or_else(|| Diagnostic::at(node, message))
+                    .unwrap_or_else(|| Diagnostic::at(node, message));
+                // Built from a stand-in for a value the environment did not fill, the
+                // component cannot be judged: the missing value is the error.
+                if node.has_unresolved() {
+                    d.follows()
+                } else {
+                    d
+                }
             })
         }),
         schema: |g| C::json_schema(g),

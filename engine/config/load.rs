@@ -10,13 +10,14 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::component::{self, BuildCtx, Connections, Registry};
-use super::overrides::{apply_set, resolve_env};
+use super::overrides::{EnvMode, apply_set, resolve_env};
 use crate::expr;
 use crate::runtime::{Labeled, Pipeline};
 use crate::secrets;
 use crate::syntax::de::{RawNode, from_node};
-use crate::syntax::diag::Diagnostic;
-use crate::syntax::node::{self, Kind, Node, Pos};
+use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span};
+use crate::syntax::read::read_source;
 use crate::syntax::session::Session;
 
 /// A pipeline: where records come from, what happens to each, where they go.
@@ -88,6 +89,9 @@ pub struct LoadOptions {
     pub sets: Vec<(String, String)>,
     /// Environment values that win over the process environment (sandbox mode).
     pub env: HashMap<String, String>,
+    /// `etl validate --no-env`: `${env:...}` references are checked for their syntax, and what
+    /// depends on their values is not judged (validation in CI without the secrets).
+    pub no_env: bool,
 }
 
 /// All problems of one load, renderable with snippets.
@@ -109,17 +113,38 @@ impl LoadErrors {
 
 /// Load and compile a pipeline file with the components of `registry`.
 pub fn load(path: &Path, registry: &Registry, opts: &LoadOptions) -> Result<Pipeline, LoadErrors> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| LoadErrors {
-        diagnostics: vec![Diagnostic::at_pos(
-            &Arc::from(file.as_str()),
-            Pos { line: 1, col: 1 },
-            1,
-            format!("cannot read file: {e}"),
-        )],
-        sources: HashMap::new(),
-    })?;
+    let (text, file) = read(path)?;
     load_str(&text, &file, registry, opts)
+}
+
+/// Check a pipeline file without running it (`etl validate`). With [`LoadOptions::no_env`] a
+/// file can be valid although it cannot be built: what its references stand for is unknown.
+pub fn check(path: &Path, registry: &Registry, opts: &LoadOptions) -> Result<(), LoadErrors> {
+    let (text, file) = read(path)?;
+    let (_, diagnostics) = compile(&text, &file, registry, opts);
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(errors_of(&text, &file, diagnostics))
+    }
+}
+
+fn read(path: &Path) -> Result<(String, String), LoadErrors> {
+    let file = path.display().to_string();
+    match read_source(path, &Arc::from(file.as_str())) {
+        Ok(text) => Ok((text, file)),
+        Err(d) => Err(LoadErrors {
+            diagnostics: vec![d],
+            sources: HashMap::new(),
+        }),
+    }
+}
+
+fn errors_of(text: &str, file: &str, diagnostics: Vec<Diagnostic>) -> LoadErrors {
+    LoadErrors {
+        diagnostics,
+        sources: HashMap::from([(file.to_string(), text.to_string())]),
+    }
 }
 
 pub fn load_str(
@@ -128,45 +153,173 @@ pub fn load_str(
     registry: &Registry,
     opts: &LoadOptions,
 ) -> Result<Pipeline, LoadErrors> {
-    let sources = HashMap::from([(file.to_string(), text.to_string())]);
-    let fail = |diagnostics: Vec<Diagnostic>| LoadErrors {
-        diagnostics,
-        sources: sources.clone(),
-    };
-    let mut root = node::parse(text, file).map_err(|errs| {
-        let f: Arc<str> = Arc::from(file);
-        fail(
-            errs.into_iter()
+    match compile(text, file, registry, opts) {
+        (Some(p), diagnostics) if diagnostics.is_empty() => Ok(p),
+        (_, mut diagnostics) => {
+            if diagnostics.is_empty() {
+                // Only `no_env` leaves a pipeline unbuilt without a reason to show.
+                diagnostics.push(Diagnostic::at_pos(
+                    &Arc::from(file),
+                    Pos { line: 1, col: 1 },
+                    1,
+                    "the pipeline cannot be built without its environment values",
+                ));
+            }
+            Err(errors_of(text, file, diagnostics))
+        }
+    }
+}
+
+/// Every step of a load; the pipeline when it built, and every problem found on the way.
+fn compile(
+    text: &str,
+    file: &str,
+    registry: &Registry,
+    opts: &LoadOptions,
+) -> (Option<Pipeline>, Vec<Diagnostic>) {
+    let mut root = match node::parse(text, file) {
+        Ok(root) => root,
+        Err(errs) => {
+            let f: Arc<str> = Arc::from(file);
+            let diagnostics = errs
+                .into_iter()
                 .map(|e| Diagnostic::at_pos(&f, e.pos, 1, e.message))
-                .collect(),
-        )
-    })?;
+                .collect();
+            return (None, diagnostics);
+        }
+    };
+    let declared = declared_settings(&root);
     let mut diagnostics = Vec::new();
     for (key, value) in &opts.sets {
         if let Err(d) = apply_set(&mut root, key, value) {
             diagnostics.push(d);
         }
     }
-    resolve_env(&mut root, &opts.env, &mut diagnostics);
+    let mode = if opts.no_env {
+        EnvMode::SyntaxOnly
+    } else {
+        EnvMode::Resolve
+    };
+    let mut env_problems = Vec::new();
+    resolve_env(&mut root, &opts.env, mode, &mut env_problems);
     if !matches!(root.kind, Kind::Map(_)) {
+        let found = match root.kind {
+            Kind::Null => "an empty document".to_string(),
+            _ => root.type_name().to_string(),
+        };
         diagnostics.push(Diagnostic::at(
             &root,
             format!(
-                "a pipeline is a mapping with `name`, `source`, `steps`, `sinks`; found {}",
-                root.type_name()
+                "a pipeline is a mapping with `name`, `source`, `steps`, `sinks`; found {found}"
             ),
         ));
-        return Err(fail(diagnostics));
+        return (None, diagnostics);
     }
 
     let session = Session::open();
+    // Templates may use what the file declares and what `--set` gives a value.
+    let mut usable = declared.clone();
+    usable.extend(set_setting_names(&opts.sets));
+    session.declare_settings(usable);
     let result = build_pipeline(&root, file, registry, &session, &mut diagnostics);
+    check_set_settings(&root, text, file, &opts.sets, &declared, &mut diagnostics);
     diagnostics.extend(session.close());
+    // One mistake, one error: what only follows from a value the environment did not fill (or
+    // from a connection that failed) is left out, and the missing value is reported instead.
+    let unresolved = unresolved_spans(&root);
+    diagnostics.retain(|d| !d.secondary && !unresolved.contains(&d.span));
+    diagnostics.extend(env_problems);
     diagnostics.sort_by_key(|d| (d.span.start.line, d.span.start.col));
     diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
-    match result {
-        Some(p) if diagnostics.is_empty() => Ok(p),
-        _ => Err(fail(diagnostics)),
+    (result, diagnostics)
+}
+
+/// The names under `settings:` as written in the file (before `--set`).
+fn declared_settings(root: &Node) -> Vec<String> {
+    root.get("settings")
+        .and_then(Node::as_map)
+        .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
+        .unwrap_or_default()
+}
+
+/// `--set settings.x=...` must name a setting the file declares or mentions somewhere
+/// (`settings.x is defined` in a template, `days_ago(settings.x)` in a table expression): a
+/// misspelt override would otherwise be ignored and the run go on with the value it meant to
+/// change. Reported at the file's `settings:` (at 1:1 when it has none).
+fn check_set_settings(
+    root: &Node,
+    text: &str,
+    file: &str,
+    sets: &[(String, String)],
+    declared: &[String],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for name in set_setting_names(sets) {
+        if declared.contains(&name) || mentions_setting(text, &name) {
+            continue;
+        }
+        let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+        let problem = if known.is_empty() {
+            format!("unknown setting `{name}`: the pipeline declares no `settings:`")
+        } else {
+            unknown_message("setting", &name, &known)
+        };
+        let key = sets
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .find(|k| set_setting_name(k) == Some(name.as_str()))
+            .unwrap_or_default();
+        let message = format!("--set {key}: {problem}");
+        diagnostics.push(match root.key("settings") {
+            Some(at) if at.span.start.line > 0 => Diagnostic::at(at, message),
+            _ => Diagnostic::at_pos(&Arc::from(file), Pos { line: 1, col: 1 }, 1, message),
+        });
+    }
+}
+
+/// `settings.a.b` -> `a`.
+fn set_setting_name(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("settings.")?;
+    rest.split('.').next()
+}
+
+/// The top-level settings `--set` gives values to.
+fn set_setting_names(sets: &[(String, String)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (key, _) in sets {
+        if let Some(name) = set_setting_name(key)
+            && !names.iter().any(|n| n == name)
+        {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// Whether the file's text uses `settings.<name>` (or `settings['<name>']`) anywhere.
+fn mentions_setting(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let dotted = format!("settings.{name}");
+    let dotted_use = text.match_indices(&dotted).any(|(at, _)| {
+        let before_ok = !text[..at].chars().next_back().is_some_and(ident);
+        let after_ok = !text[at + dotted.len()..].chars().next().is_some_and(ident);
+        before_ok && after_ok
+    });
+    dotted_use
+        || text.contains(&format!("settings['{name}']"))
+        || text.contains(&format!("settings[\"{name}\"]"))
+}
+
+/// Where the scalars are whose value the environment did not fill.
+fn unresolved_spans(node: &Node) -> Vec<Span> {
+    match &node.kind {
+        Kind::Seq(items) => items.iter().flat_map(unresolved_spans).collect(),
+        Kind::Map(entries) => entries
+            .iter()
+            .flat_map(|(_, v)| unresolved_spans(v))
+            .collect(),
+        _ if node.filled == Filled::Unresolved => vec![node.span],
+        _ => Vec::new(),
     }
 }
 
@@ -384,6 +537,25 @@ mod tests {
         assert_eq!(
             headlines,
             ["p.yaml:6:15: unknown connection `mian` (did you mean `main`?)"]
+        );
+    }
+
+    #[test]
+    fn set_overrides_must_name_a_setting_the_file_declares_or_uses() {
+        let text = "settings: {a: 1}\n# --set settings.c=1\nx: \"{{ settings.b is defined }}\"\n";
+        assert!(mentions_setting(text, "b"));
+        assert!(mentions_setting(text, "c"));
+        assert!(!mentions_setting(text, "d"));
+        assert!(!mentions_setting("{{ settings.bb }}", "b"));
+        let yaml = "name: t\nsettings:\n  window: 3\nconnections:\n  main: {type: conn}\nsource: {type: reader, connection: main}\n";
+        let opts = LoadOptions {
+            sets: vec![("settings.widow".into(), "4".into())],
+            ..Default::default()
+        };
+        let errors = load_str(yaml, "p.yaml", &registry(), &opts).err().unwrap();
+        assert_eq!(
+            errors.diagnostics[0].headline(),
+            "p.yaml:2:1: --set settings.widow: unknown setting `widow` (did you mean `window`?)"
         );
     }
 

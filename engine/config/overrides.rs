@@ -6,18 +6,14 @@ use std::sync::Arc;
 
 use crate::secrets;
 use crate::syntax::diag::Diagnostic;
-use crate::syntax::node::{self, Kind, Node, Pos, Span};
+use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span, Style};
 
 /// `settings.department_ids=[2, 3]`: the value is YAML, placed at the dotted path.
 pub fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnostic> {
-    let origin: Arc<str> = Arc::from("--set");
-    let value_node = node::parse(value, &format!("--set {key}")).map_err(|e| {
-        Diagnostic::at_pos(
-            &origin,
-            Pos { line: 1, col: 1 },
-            1,
-            format!("--set {key}: {}", e[0].message),
-        )
+    // What `--set` adds has no place in the file: its problems name the override instead.
+    let origin: Arc<str> = Arc::from(format!("--set {key}").as_str());
+    let value_node = node::parse(value, &origin).map_err(|e| {
+        Diagnostic::at_pos(&origin, Pos { line: 0, col: 0 }, 1, e[0].message.clone())
     })?;
     let mut at = root;
     let parts: Vec<&str> = key.split('.').collect();
@@ -54,10 +50,24 @@ pub fn apply_set(root: &mut Node, key: &str, value: &str) -> Result<(), Diagnost
     Ok(())
 }
 
+/// How `${env:...}` references are filled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum EnvMode {
+    /// From the overrides, then the process environment; a missing variable is an error.
+    Resolve,
+    /// Not at all (`etl validate --no-env`): references are checked for their syntax only, and
+    /// the values they stand for are not judged.
+    SyntaxOnly,
+}
+
 /// Replace `${env:NAME}`, `${secret:NAME}` and `${env:NAME:-default}` in every string value.
+/// A value filled from the environment is marked so (it may then be read as a number); one
+/// that could not be filled is marked unresolved (under `--no-env` it keeps its text), so that
+/// its absence is the one error reported about it.
 pub fn resolve_env(
     root: &mut Node,
     overrides: &HashMap<String, String>,
+    mode: EnvMode,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     root.for_each_str_mut(&mut |text, node| {
@@ -74,20 +84,29 @@ pub fn resolve_env(
                 rest = "";
                 break;
             };
+            let written = &rest[start..start + end + 1];
             let reference = &rest[start + 2..start + end];
-            let at_char = text[..consumed + start].chars().count();
-            match resolve_reference(reference, overrides) {
-                Ok(Some(value)) => out.push_str(&value),
-                Ok(None) => out.push_str(&rest[start..start + end + 1]),
+            let outcome = match parse_reference(reference) {
+                Ok(None) => Ok(None),
+                Ok(Some(_)) if mode == EnvMode::SyntaxOnly => {
+                    node.filled = Filled::Unresolved;
+                    Ok(None)
+                }
+                Ok(Some(parsed)) => resolve_reference(reference, parsed, overrides),
+                Err(message) => Err(message),
+            };
+            match outcome {
+                Ok(Some(value)) => {
+                    out.push_str(&value);
+                    if node.filled == Filled::Written {
+                        node.filled = Filled::FromEnv;
+                    }
+                }
+                Ok(None) => out.push_str(written),
                 Err(message) => {
-                    let before = &text[..consumed + start];
-                    let line = before.matches('\n').count();
-                    let col = if line == 0 {
-                        at_char
-                    } else {
-                        before.rsplit('\n').next().unwrap().chars().count()
-                    };
-                    let pos = node.pos_in_scalar(line, col);
+                    // Nothing stands in: a component may register its text as a secret.
+                    node.filled = Filled::Unresolved;
+                    let pos = pos_in_text(node, &text[..consumed + start]);
                     diagnostics.push(Diagnostic::at_pos(&node.file, pos, end + 1, message));
                 }
             }
@@ -95,15 +114,57 @@ pub fn resolve_env(
             rest = &rest[start + end + 1..];
         }
         out.push_str(rest);
+        if node.filled == Filled::FromEnv && node.style == Style::Plain && is_one_reference(text) {
+            node.kind = typed_like_yaml(&out);
+        }
         *text = out;
     });
 }
 
-/// `Ok(None)` leaves the text alone (not one of our references).
-fn resolve_reference(
-    reference: &str,
-    overrides: &HashMap<String, String>,
-) -> Result<Option<String>, String> {
+/// `${env:T}` and nothing else around it.
+fn is_one_reference(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with("${") && t.find('}') == Some(t.len() - 1)
+}
+
+/// An unquoted value that is exactly one reference reads as YAML would read the value written
+/// in its place (`timeout_secs: ${env:T}` with T=45 is the number 45; quote the reference to
+/// keep text). Only values that print back the same become numbers: "007" stays text.
+fn typed_like_yaml(value: &str) -> Kind {
+    let same = |printed: String| printed == value;
+    match value {
+        "true" => Kind::Bool(true),
+        "false" => Kind::Bool(false),
+        _ => match (value.parse::<i64>(), value.parse::<f64>()) {
+            (Ok(i), _) if same(i.to_string()) => Kind::Int(i),
+            (Err(_), Ok(f)) if f.is_finite() && same(f.to_string()) => Kind::Float(f),
+            _ => Kind::Null,
+        },
+    }
+}
+
+/// Where the text `before` ends inside the scalar `node`.
+fn pos_in_text(node: &Node, before: &str) -> Pos {
+    let line = before.matches('\n').count();
+    let col = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count();
+    node.pos_in_scalar(line, col)
+}
+
+/// A reference taken apart: its kind (`env`, `secret`), the variable, the default.
+struct Reference<'a> {
+    kind: &'a str,
+    name: &'a str,
+    default: Option<&'a str>,
+}
+
+/// `Ok(None)` leaves the text alone (not one of our references); a reference of ours whose
+/// name is not a variable name is an error.
+fn parse_reference(reference: &str) -> Result<Option<Reference<'_>>, String> {
     let (kind, rest) = match reference.split_once(':') {
         Some((k @ ("env" | "secret"), rest)) => (k, rest),
         _ => return Ok(None),
@@ -112,6 +173,33 @@ fn resolve_reference(
         Some((n, d)) => (n, Some(d)),
         None => (rest, None),
     };
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`${{{reference}}}` does not name an environment variable; write ${{{kind}:NAME}} or ${{{kind}:NAME:-default}} (letters, digits and _)"
+        ));
+    }
+    Ok(Some(Reference {
+        kind,
+        name,
+        default,
+    }))
+}
+
+fn resolve_reference(
+    written: &str,
+    reference: Reference<'_>,
+    overrides: &HashMap<String, String>,
+) -> Result<Option<String>, String> {
+    let Reference {
+        kind,
+        name,
+        default,
+    } = reference;
     let value = overrides
         .get(name)
         .cloned()
@@ -121,7 +209,7 @@ fn resolve_reference(
         (None, Some(d)) => d.to_string(),
         (None, None) => {
             return Err(format!(
-                "environment variable {name} is not set (referenced as ${{{reference}}})"
+                "environment variable {name} is not set (referenced as ${{{written}}})"
             ));
         }
     };
@@ -144,7 +232,7 @@ mod tests {
         )
         .unwrap();
         let mut diags = Vec::new();
-        resolve_env(&mut root, &HashMap::new(), &mut diags);
+        resolve_env(&mut root, &HashMap::new(), EnvMode::Resolve, &mut diags);
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].span.start, Pos { line: 1, col: 6 });
         assert!(
@@ -153,6 +241,27 @@ mod tests {
                 .contains("ETL_TEST_SURELY_UNSET is not set")
         );
         assert_eq!(root.get("b").unwrap().as_str(), Some("dflt"));
+    }
+
+    #[test]
+    fn a_whole_unquoted_reference_reads_as_yaml_would() {
+        // SAFETY: a variable of this test's own; no other test reads it.
+        unsafe { std::env::set_var("ETL_TEST_OVERRIDES_N", "45") };
+        let mut root = node::parse(
+            "a: ${env:ETL_TEST_OVERRIDES_N}\nb: \"${env:ETL_TEST_OVERRIDES_N}\"\nc: x${env:ETL_TEST_OVERRIDES_N}\nd: ${env:ETL_TEST_OVERRIDES_Z:-007}\n",
+            "p.yaml",
+        )
+        .unwrap();
+        resolve_env(
+            &mut root,
+            &HashMap::new(),
+            EnvMode::Resolve,
+            &mut Vec::new(),
+        );
+        assert!(matches!(root.get("a").unwrap().kind, Kind::Int(45)));
+        assert_eq!(root.get("b").unwrap().as_str(), Some("45"));
+        assert_eq!(root.get("c").unwrap().as_str(), Some("x45"));
+        assert_eq!(root.get("d").unwrap().as_str(), Some("007"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as Json;
 
-use super::check::{syntax_error, unknown_filters, unknown_variables};
+use super::check::{syntax_error, unknown_filters, unknown_settings, unknown_variables};
 use super::json_object::to_json;
 use super::native::{self, Fail, truthy};
 use super::{Scope, filter_table};
@@ -121,6 +121,11 @@ impl Template {
             roots,
             steps,
         ));
+        if roots.contains(&"settings")
+            && let Some(declared) = session::declared_settings()
+        {
+            errors.extend(unknown_settings(source, &declared));
+        }
         if errors.is_empty() {
             Ok(Template(Arc::new(Inner {
                 source: source.into(),

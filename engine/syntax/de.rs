@@ -12,7 +12,8 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, V
 use serde::{Deserialize, Deserializer};
 
 use super::diag::{Diagnostic, unknown_message};
-use super::node::{Kind, Node};
+use super::node::{Filled, Kind, Node};
+use super::yaml::scalar_kind;
 
 const NODE_MAGIC: &str = "$etl::node";
 
@@ -35,7 +36,14 @@ impl Error {
     }
 
     pub fn into_diagnostic(self, fallback: &Node) -> Diagnostic {
-        Diagnostic::at(self.node.as_ref().unwrap_or(fallback), self.message)
+        let node = self.node.as_ref().unwrap_or(fallback);
+        let d = Diagnostic::at(node, self.message);
+        // A value the environment did not fill is reported once, as missing, by the loader.
+        if node.filled == Filled::Unresolved {
+            d.follows()
+        } else {
+            d
+        }
     }
 }
 
@@ -68,7 +76,15 @@ impl de::Error for Error {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Error::custom(format!("expected {exp}, found {}", describe(unexp)))
+        Error::custom(format!(
+            "expected {}, found {}",
+            plain_expected(&exp.to_string()),
+            describe(unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        Self::invalid_type(unexp, exp)
     }
 }
 
@@ -78,8 +94,38 @@ fn describe(u: de::Unexpected<'_>) -> String {
         de::Unexpected::Seq => "a list".into(),
         de::Unexpected::Str(s) => format!("the string \"{s}\""),
         de::Unexpected::Unit => "null".into(),
+        de::Unexpected::Signed(i) => format!("the number {i}"),
+        de::Unexpected::Unsigned(u) => format!("the number {u}"),
+        de::Unexpected::Float(f) => format!("the number {f}"),
+        de::Unexpected::Bool(b) => format!("`{b}`"),
         other => other.to_string(),
     }
+}
+
+/// What serde expects, in the words of a YAML file rather than of Rust (`u64`, `a sequence`,
+/// `struct X`).
+fn plain_expected(rust: &str) -> String {
+    let plain = match rust {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "a map" => "a mapping",
+        "a borrowed string" => "a string",
+        "unit" => "nothing (null)",
+        "option" => "a value or null",
+        "char" | "a character" => "a single character",
+        _ if rust.starts_with("struct ") => "a mapping",
+        _ if rust.starts_with("a tuple of size ") => {
+            let n = rust.trim_start_matches("a tuple of size ");
+            return format!("a list of {n} values");
+        }
+        _ if rust.starts_with("tuple struct ") || rust.starts_with("a tuple") => "a list",
+        _ => return rust.to_string(),
+    };
+    plain.to_string()
 }
 
 /// Deserialize a config type from a node; the error points at the offending node.
@@ -135,6 +181,30 @@ pub fn capture_node<'de, D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
 }
 
 pub struct NodeDe<'a>(pub &'a Node);
+
+/// Numbers, booleans and characters: a value the environment filled in (`${env:T}`) is read as
+/// the YAML scalar its text spells; a value it could not fill stands in as `$stand_in`, since its
+/// absence is already reported where it is written.
+macro_rules! scalar_or_env {
+    ($($m:ident => $visit:ident($stand_in:expr);)*) => {$(
+        fn $m<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            let node = self.0;
+            match (node.filled, &node.kind) {
+                (Filled::Unresolved, _) => v.$visit::<Error>($stand_in).map_err(|e| e.at(node)),
+                (Filled::FromEnv, Kind::Str(text)) => {
+                    let typed = Node {
+                        kind: scalar_kind(text.trim(), saphyr_parser::ScalarStyle::Plain, false),
+                        ..node.clone()
+                    };
+                    NodeDe(&typed).deserialize_any(v).map_err(|e| {
+                        Error { node: Some(node.clone()), ..e }
+                    })
+                }
+                _ => self.deserialize_any(v),
+            }
+        }
+    )*};
+}
 
 macro_rules! forward_to_any {
     ($($m:ident)*) => {$(
@@ -199,11 +269,15 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
-        _variants: &'static [&'static str],
+        variants: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, Error> {
         let node = self.0;
         let result = match &node.kind {
+            // A choice the environment did not fill: any valid one stands in (see `scalar_or_env`).
+            Kind::Str(_) if node.filled == Filled::Unresolved && !variants.is_empty() => {
+                v.visit_enum(variants[0].into_deserializer())
+            }
             Kind::Str(s) => v.visit_enum(s.as_str().into_deserializer()),
             Kind::Map(entries) if entries.len() == 1 => v.visit_enum(Enum {
                 key: &entries[0].0,
@@ -221,10 +295,25 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         self.deserialize_any(v)
     }
 
+    scalar_or_env! {
+        deserialize_bool => visit_bool(false);
+        deserialize_i8 => visit_u64(1);
+        deserialize_i16 => visit_u64(1);
+        deserialize_i32 => visit_u64(1);
+        deserialize_i64 => visit_u64(1);
+        deserialize_i128 => visit_u64(1);
+        deserialize_u8 => visit_u64(1);
+        deserialize_u16 => visit_u64(1);
+        deserialize_u32 => visit_u64(1);
+        deserialize_u64 => visit_u64(1);
+        deserialize_u128 => visit_u64(1);
+        deserialize_f32 => visit_f64(1.0);
+        deserialize_f64 => visit_f64(1.0);
+        deserialize_char => visit_char('x');
+    }
+
     forward_to_any! {
-        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
-        deserialize_f32 deserialize_f64 deserialize_char deserialize_bytes deserialize_byte_buf
+        deserialize_bytes deserialize_byte_buf
         deserialize_seq deserialize_map deserialize_identifier deserialize_ignored_any
     }
 

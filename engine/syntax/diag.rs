@@ -11,6 +11,10 @@ pub struct Diagnostic {
     pub file: Arc<str>,
     pub span: Span,
     pub message: String,
+    /// A problem that follows from one reported already (a component that cannot be checked
+    /// because a value the environment did not fill, a reference to a connection that failed):
+    /// the loader leaves it out, so that one mistake is one error.
+    pub secondary: bool,
 }
 
 impl Diagnostic {
@@ -19,7 +23,14 @@ impl Diagnostic {
             file: node.file.clone(),
             span: node.span,
             message: message.into(),
+            secondary: false,
         }
+    }
+
+    /// This problem, marked as a consequence of another (see [`Diagnostic::secondary`]).
+    pub fn follows(mut self) -> Diagnostic {
+        self.secondary = true;
+        self
     }
 
     pub fn at_pos(file: &Arc<str>, pos: Pos, len: usize, message: impl Into<String>) -> Diagnostic {
@@ -30,12 +41,17 @@ impl Diagnostic {
                 len: len.max(1),
             },
             message: message.into(),
+            secondary: false,
         }
     }
 
     /// The one-line form: `file:line:column: message`.
     pub fn headline(&self) -> String {
         let Pos { line, col } = self.span.start;
+        if line == 0 {
+            // Not from a file's text (a `--set` value): the origin alone.
+            return format!("{}: {}", self.file, self.message);
+        }
         format!("{}:{}:{}: {}", self.file, line, col, self.message)
     }
 
@@ -43,7 +59,15 @@ impl Diagnostic {
     pub fn render(&self, source: Option<&str>) -> String {
         let mut out = self.headline();
         let Pos { line, col } = self.span.start;
-        if let Some(text) = source.and_then(|s| s.lines().nth(line.wrapping_sub(1))) {
+        // An empty file still shows its (empty) first line, so every problem has a caret.
+        let line_text = |s: &'_ str| -> Option<String> {
+            match s.lines().nth(line.wrapping_sub(1)) {
+                Some(text) => Some(text.to_string()),
+                None if line == 1 && s.trim().is_empty() => Some(String::new()),
+                None => None,
+            }
+        };
+        if let Some(text) = source.and_then(line_text) {
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
             let caret_pad: String = text

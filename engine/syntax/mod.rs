@@ -6,6 +6,8 @@
 pub mod de;
 pub mod diag;
 pub mod node;
+pub mod read;
 pub mod session;
+pub mod yaml;
 
 pub use diag::Diagnostic;

@@ -3,10 +3,11 @@
 //! Every config error must name `file:line:column`, so we parse with saphyr's event parser and keep
 //! the position of every scalar, sequence and mapping (and of every mapping key).
 
-use std::fmt;
 use std::sync::Arc;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
+use saphyr_parser::Span as YSpan;
+
+pub use super::yaml::{SyntaxError, parse};
 
 /// Position of a node in its source file (line and column are 1-based).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct Span {
 }
 
 impl Span {
-    fn from_yaml(s: YSpan) -> Span {
+    pub(super) fn from_yaml(s: YSpan) -> Span {
         let len = if s.end.line() == s.start.line() {
             s.end.col().saturating_sub(s.start.col()).max(1)
         } else {
@@ -58,11 +59,24 @@ pub enum Kind {
     Map(Vec<(Node, Node)>),
 }
 
+/// Where a scalar's text came from: written in the file, or filled in from the environment
+/// by `${env:NAME}`. A filled value is read as a number or a boolean where one is expected
+/// (`timeout_secs: ${env:T}`); an unresolved one (the variable is missing, or `--no-env`) reads
+/// as a stand-in of the expected type, so that its absence is reported once, where it is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Filled {
+    #[default]
+    Written,
+    FromEnv,
+    Unresolved,
+}
+
 #[derive(Clone, Debug)]
 pub struct Node {
     pub kind: Kind,
     pub span: Span,
     pub style: Style,
+    pub filled: Filled,
     /// Source file, shared by all nodes of one document.
     pub file: Arc<str>,
 }
@@ -73,6 +87,7 @@ impl Node {
             kind,
             span,
             style: Style::Plain,
+            filled: Filled::Written,
             file,
         }
     }
@@ -208,16 +223,30 @@ impl Node {
         }
     }
 
-    /// Visit every string scalar (not keys) mutably.
-    pub fn for_each_str_mut(&mut self, f: &mut dyn FnMut(&mut String, &Node)) {
+    /// Whether this node or one inside it holds a value the environment did not fill.
+    pub fn has_unresolved(&self) -> bool {
+        match &self.kind {
+            Kind::Seq(items) => items.iter().any(Node::has_unresolved),
+            Kind::Map(entries) => entries.iter().any(|(_, v)| v.has_unresolved()),
+            _ => self.filled == Filled::Unresolved,
+        }
+    }
+
+    /// Visit every string scalar (not keys) mutably. The callback gets the text and a copy of
+    /// the node without its value: what it sets there (`filled`, a `kind` other than null)
+    /// is taken over.
+    pub fn for_each_str_mut(&mut self, f: &mut dyn FnMut(&mut String, &mut Node)) {
         match &mut self.kind {
             Kind::Str(_) => {
-                let snapshot = Node {
-                    kind: Kind::Null,
-                    ..self.clone_shallow()
-                };
+                let mut snapshot = self.clone_shallow();
                 if let Kind::Str(s) = &mut self.kind {
-                    f(s, &snapshot);
+                    f(s, &mut snapshot);
+                }
+                // The callback may mark where the text came from, and say that it is no
+                // longer text (a number the environment filled in).
+                self.filled = snapshot.filled;
+                if !matches!(snapshot.kind, Kind::Null) {
+                    self.kind = snapshot.kind;
                 }
             }
             Kind::Seq(items) => items.iter_mut().for_each(|n| n.for_each_str_mut(f)),
@@ -231,205 +260,10 @@ impl Node {
             kind: Kind::Null,
             span: self.span,
             style: self.style,
+            filled: self.filled,
             file: self.file.clone(),
         }
     }
-}
-
-/// A YAML syntax error with its position.
-#[derive(Debug, Clone)]
-pub struct SyntaxError {
-    pub pos: Pos,
-    pub message: String,
-}
-
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-/// Parse one YAML document. Duplicate keys are errors (YAML says so; serde_yaml silently took the last).
-pub fn parse(src: &str, file: &str) -> Result<Node, Vec<SyntaxError>> {
-    let file: Arc<str> = Arc::from(file);
-    let mut builder = Builder {
-        file: file.clone(),
-        stack: Vec::new(),
-        anchors: Vec::new(),
-        root: None,
-        errors: Vec::new(),
-    };
-    for event in Parser::new_from_str(src) {
-        match event {
-            Ok((ev, span)) => builder.event(ev, span),
-            Err(e) => {
-                let m = e.marker();
-                builder.errors.push(SyntaxError {
-                    pos: clamp_to_text(
-                        src,
-                        Pos {
-                            line: m.line(),
-                            col: m.col() + 1,
-                        },
-                    ),
-                    message: format!("YAML syntax error: {}", e.info()),
-                });
-                break;
-            }
-        }
-    }
-    if !builder.errors.is_empty() {
-        return Err(builder.errors);
-    }
-    Ok(builder
-        .root
-        .unwrap_or_else(|| Node::new(Kind::Null, Span::default(), file)))
-}
-
-/// An error noticed at the end of input points at the end of the last line that has text,
-/// so that the snippet shows the line that is actually unfinished.
-fn clamp_to_text(src: &str, pos: Pos) -> Pos {
-    let lines: Vec<&str> = src.lines().collect();
-    if pos.line <= lines.len() && pos.line > 0 {
-        return pos;
-    }
-    match lines.iter().rposition(|l| !l.trim().is_empty()) {
-        Some(i) => Pos {
-            line: i + 1,
-            col: lines[i].chars().count() + 1,
-        },
-        None => pos,
-    }
-}
-
-enum Frame {
-    Seq(Node, Vec<Node>, usize),
-    Map(Node, Vec<(Node, Node)>, Option<Node>, usize),
-}
-
-struct Builder {
-    file: Arc<str>,
-    stack: Vec<Frame>,
-    anchors: Vec<(usize, Node)>,
-    root: Option<Node>,
-    errors: Vec<SyntaxError>,
-}
-
-impl Builder {
-    fn event(&mut self, ev: Event<'_>, span: YSpan) {
-        let sp = Span::from_yaml(span);
-        match ev {
-            Event::Scalar(text, style, anchor, tag) => {
-                let mut node = Node::new(
-                    scalar_kind(&text, style, tag.is_some()),
-                    sp,
-                    self.file.clone(),
-                );
-                node.style = match style {
-                    ScalarStyle::Plain => Style::Plain,
-                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
-                    _ => Style::Block,
-                };
-                if node.style == Style::Block {
-                    // Block content starts on the next line, indented.
-                    node.span.start = Pos {
-                        line: sp.start.line + 1,
-                        col: sp.start.col + 2,
-                    };
-                }
-                self.push_value(node, anchor);
-            }
-            Event::SequenceStart(anchor, _) => {
-                let node = Node::new(Kind::Null, sp, self.file.clone());
-                self.stack.push(Frame::Seq(node, Vec::new(), anchor));
-            }
-            Event::MappingStart(anchor, _) => {
-                let node = Node::new(Kind::Null, sp, self.file.clone());
-                self.stack.push(Frame::Map(node, Vec::new(), None, anchor));
-            }
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(mut node, items, anchor)) = self.stack.pop() {
-                    node.kind = Kind::Seq(items);
-                    self.push_value(node, anchor);
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map(mut node, entries, _, anchor)) = self.stack.pop() {
-                    node.kind = Kind::Map(entries);
-                    self.push_value(node, anchor);
-                }
-            }
-            Event::Alias(id) => {
-                let found = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone());
-                match found {
-                    Some(mut n) => {
-                        n.span = sp;
-                        self.push_value(n, 0)
-                    }
-                    None => self.errors.push(SyntaxError {
-                        pos: sp.start,
-                        message: "YAML alias refers to an unknown anchor".into(),
-                    }),
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn push_value(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
-        }
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
-                None => *pending = Some(node),
-                Some(key) => {
-                    let name = key.key_text();
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.key_text() == name) {
-                        let line = first.span.start.line;
-                        self.errors.push(SyntaxError {
-                            pos: key.span.start,
-                            message: format!(
-                                "duplicate key `{name}` (first defined on line {line})"
-                            ),
-                        });
-                    }
-                    entries.push((key, node));
-                }
-            },
-        }
-    }
-}
-
-/// YAML 1.2 core schema resolution for plain scalars; quoted scalars are always strings.
-fn scalar_kind(text: &str, style: ScalarStyle, tagged: bool) -> Kind {
-    if style != ScalarStyle::Plain || tagged {
-        return Kind::Str(text.to_string());
-    }
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
-        "true" | "True" | "TRUE" => return Kind::Bool(true),
-        "false" | "False" | "FALSE" => return Kind::Bool(false),
-        _ => {}
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        return Kind::Int(i);
-    }
-    let numeric = text
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
-    if numeric && let Ok(f) = text.parse::<f64>() {
-        return Kind::Float(f);
-    }
-    Kind::Str(text.to_string())
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct Scope {
 struct State {
     diagnostics: Vec<Diagnostic>,
     scope: Scope,
+    /// The settings templates may use; `None` until the loader knows them.
+    declared_settings: Option<Vec<String>>,
 }
 
 thread_local! {
@@ -50,6 +52,11 @@ impl Session {
                 };
             }
         });
+    }
+
+    /// The settings templates may use (others only where they test for them).
+    pub fn declare_settings(&self, names: Vec<String>) {
+        with_state(|state| state.declared_settings = Some(names));
     }
 
     /// End the session and return the problems reported during it.
@@ -79,4 +86,17 @@ pub fn report(d: Diagnostic) {
 /// The scope at the current place, or `None` outside a load.
 pub fn scope() -> Option<Scope> {
     SESSION.with(|s| s.borrow().as_ref().map(|state| state.scope.clone()))
+}
+
+fn with_state(f: impl FnOnce(&mut State)) {
+    SESSION.with(|s| {
+        if let Some(state) = s.borrow_mut().as_mut() {
+            f(state);
+        }
+    });
+}
+
+/// The settings templates may use, or `None` outside a load (nothing to check against).
+pub fn declared_settings() -> Option<Vec<String>> {
+    SESSION.with(|s| s.borrow().as_ref()?.declared_settings.clone())
 }
