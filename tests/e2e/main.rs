@@ -12,6 +12,7 @@ mod comagic_stats;
 mod core_run;
 mod core_validate;
 mod email;
+mod faults;
 mod ops;
 mod reports;
 mod reports_bench;
