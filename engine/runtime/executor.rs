@@ -1,9 +1,11 @@
 //! Running a pipeline: batch by batch, source -> steps -> sinks -> hooks -> checkpoint.
 //!
-//! Crash safety: a sink write's fingerprint is committed as soon as the write succeeded, and a
-//! batch's cursor and source fingerprints only after all its effects (sinks and hooks) are done.
-//! After a `kill -9` the unfinished batch is read again; its writes that already happened are
-//! recognised by their fingerprints and not repeated.
+//! Crash safety: a sink write's fingerprint is committed as soon as the write is confirmed, even
+//! when a later write of the same batch ends the run (sinks report what they confirmed before
+//! the failure: `Sink::write_confirmed`), and a batch's cursor and source fingerprints only after
+//! all its effects (sinks and hooks) are done. After an abort or a `kill -9` the unfinished batch
+//! is read again; its writes that already happened are recognised by their fingerprints and not
+//! repeated. A record whose hook failed keeps its source fingerprint uncommitted.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -117,9 +117,21 @@ fn a_fault_storm_ends_where_a_clean_run_ends() {
         b24.faults().injected()
     );
     let stormy = world(&b24, &otm);
-    assert_eq!(stormy.0, clean.0, "statuses");
-    assert_eq!(stormy.1, clean.1, "otmechalka clients");
-    assert_eq!(stormy.2, clean.2, "otmechalka tickets");
+    assert_same("statuses", &stormy.0, &clean.0);
+    assert_same("otmechalka clients", &stormy.1, &clean.1);
+    assert_same("otmechalka tickets", &stormy.2, &clean.2);
+}
+
+/// The lists are equal; otherwise the entries that differ, not thousands of lines.
+fn assert_same(what: &str, got: &[String], want: &[String]) {
+    let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
+    let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).collect();
+    assert!(
+        got == want,
+        "{what} differ from a clean run's ({} vs {} entries)\nexpected, missing: {missing:#?}\nfound instead: {extra:#?}",
+        got.len(),
+        want.len()
+    );
 }
 
 #[test]
