@@ -81,7 +81,10 @@ fn run_until_finished(name: &str, s: &Scratch, b24: &Emulator, otm: &OtmechalkaE
             Some(otm),
         ));
         match out.status.code() {
-            Some(0) => return n,
+            Some(0) => {
+                eprintln!("{name}: finished in run {n}\n{outputs}");
+                return n;
+            }
             Some(1) => outputs.push_str(&format!("run {n}: {}{}\n", stdout(&out), stderr(&out))),
             other => panic!("{name}: exit {other:?}: {}{}", stdout(&out), stderr(&out)),
         }
@@ -132,6 +135,46 @@ fn assert_same(what: &str, got: &[String], want: &[String]) {
         got.len(),
         want.len()
     );
+}
+
+#[test]
+fn an_update_never_confirmed_is_completed_by_the_next_run() {
+    let mut portal = Portal::new();
+    for id in 1..=3 {
+        portal.insert("contact", contact(id, json!({})));
+    }
+    let b24 = b24(portal);
+    let otm = otmechalka();
+    // Every status write-back answers HTTP 500 without running: its outcome stays unknown.
+    b24.faults()
+        .on_method("crm.contact.update", B24Fault::InternalError, u64::MAX);
+    let s = Scratch::new();
+    let out = run_contacts(&s, &b24, &otm, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("still unknown"), "{}", stdout(&out));
+    assert!((1..=3).all(|id| status(&b24, "contact", id) == json!("")));
+    assert_eq!(otm.clients().len(), 3);
+
+    // Nothing changed in Bitrix24, yet the next run completes the status write-backs (and only
+    // them: the clients are written already).
+    b24.faults().clear();
+    let writes = otm.counters().writes;
+    let out = run_contacts(&s, &b24, &otm, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!((1..=3).all(|id| status(&b24, "contact", id) == json!("Успешно")));
+    assert_eq!(otm.counters().writes, writes);
 }
 
 #[test]

@@ -231,7 +231,9 @@ impl UpdateSink {
         let mut answers: Vec<Option<Result<Json, String>>> = vec![None; chunk.len()];
         for attempt in 1..=CONFIRM_ATTEMPTS {
             if attempt > 1 {
-                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt.min(5))).await;
+                // 0.4 s, doubling up to 3.2 s: about 9 s in all before the run gives up.
+                let wait = std::time::Duration::from_millis(200 << (attempt - 1).min(4));
+                tokio::time::sleep(wait).await;
             }
             tracing::warn!(method = %self.method, attempt, "update outcome unknown ({}); checking, then repeating what is not in place", crate::secrets::redact(&why));
             let open: Vec<usize> = (0..chunk.len()).filter(|&i| answers[i].is_none()).collect();
