@@ -1,9 +1,11 @@
 //! Running a pipeline: batch by batch, source -> steps -> sinks -> hooks -> checkpoint.
 //!
-//! Crash safety: a sink write's fingerprint is committed as soon as the write succeeded, and a
-//! batch's cursor and source fingerprints only after all its effects (sinks and hooks) are done.
-//! After a `kill -9` the unfinished batch is read again; its writes that already happened are
-//! recognised by their fingerprints and not repeated.
+//! Crash safety: a sink write's fingerprint is committed as soon as the write is confirmed, even
+//! when a later write of the same batch ends the run (sinks report what they confirmed before
+//! the failure: `Sink::write_confirmed`), and a batch's cursor and source fingerprints only after
+//! all its effects (sinks and hooks) are done. After an abort or a `kill -9` the unfinished batch
+//! is read again; its writes that already happened are recognised by their fingerprints and not
+//! repeated. A record whose hook failed keeps its source fingerprint uncommitted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -326,20 +328,14 @@ async fn drive(
         for item in items.iter_mut().filter(|i| i.pending()) {
             item.outcome = Outcome::Ok;
         }
-        let failed_before_hooks: Vec<bool> = items
-            .iter()
-            .map(|i| matches!(i.outcome, Outcome::Failed(_)))
-            .collect();
-        run_sinks(&p.on_success, &mut items, ctx, Phase::OnSuccess).await?;
-        for (item, failed) in items.iter_mut().zip(&failed_before_hooks) {
-            item.hook_failed |= !failed && matches!(item.outcome, Outcome::Failed(_));
-        }
-        let on_error: Vec<usize> = failed_before_hooks
+        // Records that failed before the hooks get `on_error`; a failed `on_success` does not.
+        let on_error: Vec<usize> = items
             .iter()
             .enumerate()
-            .filter(|(_, f)| **f)
-            .map(|(i, _)| i)
+            .filter(|(_, i)| matches!(i.outcome, Outcome::Failed(_)))
+            .map(|(n, _)| n)
             .collect();
+        run_sinks(&p.on_success, &mut items, ctx, Phase::OnSuccess).await?;
         run_hooks_for(&p.on_error, &mut items, ctx, &on_error).await?;
         for item in &mut items {
             if item.outcome == Outcome::Ok && item.writes > 0 && item.unchanged == item.writes {
@@ -386,6 +382,16 @@ fn checkpoint(p: &Pipeline, ctx: &RunCtx, items: &[Item]) -> Result<(), Fatal> {
 enum Phase {
     Sinks,
     OnSuccess,
+    OnError,
+}
+
+impl Phase {
+    /// A record fails in this phase. A failed hook means the record's effects are incomplete:
+    /// its source fingerprint is not remembered, so it is synced again.
+    fn fail(self, item: &mut Item, reason: String) {
+        item.fail(reason);
+        item.hook_failed |= self != Phase::Sinks;
+    }
 }
 
 async fn run_sinks(
@@ -400,11 +406,11 @@ async fn run_sinks(
             .enumerate()
             .filter(|(_, i)| match phase {
                 Phase::Sinks => i.pending(),
-                Phase::OnSuccess => i.outcome == Outcome::Ok,
+                Phase::OnSuccess | Phase::OnError => i.outcome == Outcome::Ok,
             })
             .map(|(n, _)| n)
             .collect();
-        write_through(labeled, items, ctx, &selected).await?;
+        write_through(labeled, items, ctx, &selected, phase).await?;
     }
     Ok(())
 }
@@ -416,17 +422,20 @@ async fn run_hooks_for(
     selected: &[usize],
 ) -> Result<(), Fatal> {
     for labeled in hooks {
-        write_through(labeled, items, ctx, selected).await?;
+        write_through(labeled, items, ctx, selected, Phase::OnError).await?;
     }
     Ok(())
 }
 
 /// Prepare, skip what is unchanged, write (or describe, in a dry run), remember what was written.
+/// A write is remembered as soon as it is confirmed, even when a later write of the same batch
+/// ends the run: the run after the abort does not repeat it.
 async fn write_through(
     labeled: &Labeled,
     items: &mut [Item],
     ctx: &RunCtx,
     selected: &[usize],
+    phase: Phase,
 ) -> Result<(), Fatal> {
     let sink = &labeled.sink;
     let mut writes: Vec<Write> = Vec::with_capacity(selected.len());
@@ -445,7 +454,7 @@ async fn write_through(
                 writes.push(w);
             }
             Ok(None) => {}
-            Err(reason) => items[n].fail(format!("{}: {reason}", labeled.label)),
+            Err(reason) => phase.fail(&mut items[n], format!("{}: {reason}", labeled.label)),
         }
     }
     let scope = format!("sink:{}", labeled.label);
@@ -488,13 +497,16 @@ async fn write_through(
         return Ok(());
     }
     let (batch, hashes): (Vec<Write>, Vec<String>) = fresh.into_iter().unzip();
-    let results = sink.write(&batch, ctx).await?;
+    let written = sink.write_confirmed(&batch, ctx).await;
     let mut done = Vec::new();
-    for ((w, hash), result) in batch.into_iter().zip(hashes).zip(results) {
+    for ((w, hash), result) in batch.into_iter().zip(hashes).zip(written.results) {
         match result {
             Ok(_) if remember => done.push((scope.clone(), w.key, hash)),
             Ok(_) => {}
-            Err(reason) => items[w.index].fail(format!("{}: {}", labeled.label, redact(&reason))),
+            Err(reason) => phase.fail(
+                &mut items[w.index],
+                format!("{}: {}", labeled.label, redact(&reason)),
+            ),
         }
     }
     if let (Some(store), true) = (&ctx.state, remember) {
@@ -502,5 +514,8 @@ async fn write_through(
             .commit(&ctx.pipeline, &done, None)
             .map_err(|e| Fatal::unavailable("state", e))?;
     }
-    Ok(())
+    match written.stopped {
+        Some(fatal) => Err(fatal),
+        None => Ok(()),
+    }
 }

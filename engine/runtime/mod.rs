@@ -327,6 +327,32 @@ pub struct Write {
     pub payload: Arc<Json>,
 }
 
+/// What a sink got done: one result per write for the first `results.len()` writes, in order
+/// (all of them unless the run must end), and the failure that ends the run, if any.
+#[derive(Debug)]
+pub struct Written {
+    pub results: Vec<Result<Json, String>>,
+    pub stopped: Option<Fatal>,
+}
+
+impl Written {
+    /// Results for writes done one after the other: `results` so far, then `stopped`.
+    pub fn until(results: Vec<Result<Json, String>>, stopped: Fatal) -> Written {
+        Written {
+            results,
+            stopped: Some(stopped),
+        }
+    }
+
+    /// All writes done (`write`'s shape): the results, or the failure that ended the run.
+    pub fn into_result(self) -> Result<Vec<Result<Json, String>>, Fatal> {
+        match self.stopped {
+            Some(fatal) => Err(fatal),
+            None => Ok(self.results),
+        }
+    }
+}
+
 /// Where records go: otmechalka, Bitrix24, files, e-mail... Also used for `on_success`/`on_error` hooks.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -339,6 +365,22 @@ pub trait Sink: Send + Sync {
         writes: &[Write],
         ctx: &RunCtx,
     ) -> Result<Vec<Result<Json, String>>, Fatal>;
+    /// Perform the writes, keeping what was confirmed before a failure that ends the run: the
+    /// runtime remembers those writes at once, so the run after the abort does not repeat them.
+    /// Sinks that write one by one (or chunk by chunk) override this; the default has nothing
+    /// confirmed when `write` fails.
+    async fn write_confirmed(&self, writes: &[Write], ctx: &RunCtx) -> Written {
+        match self.write(writes, ctx).await {
+            Ok(results) => Written {
+                results,
+                stopped: None,
+            },
+            Err(fatal) => Written {
+                results: Vec::new(),
+                stopped: Some(fatal),
+            },
+        }
+    }
     /// One line telling what the write would do (dry run).
     fn describe(&self, write: &Write) -> String {
         format!("write {} {}", write.key, write.payload)

@@ -13,6 +13,7 @@ mod core_run;
 mod core_validate;
 mod editor;
 mod email;
+mod faults;
 mod ops;
 mod reports;
 mod reports_bench;

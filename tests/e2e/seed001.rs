@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-const STATUS: &str = "UF_CRM_SYNC_STATUS";
+pub(crate) const STATUS: &str = "UF_CRM_SYNC_STATUS";
 
 pub(crate) fn pipeline(name: &str) -> PathBuf {
     root().join("pipelines").join(name)
@@ -97,7 +97,7 @@ pub(crate) fn contacts_portal() -> Portal {
     p
 }
 
-fn run_contacts(
+pub(crate) fn run_contacts(
     s: &Scratch,
     b24: &Emulator,
     otm: &OtmechalkaEmulator,
@@ -332,7 +332,7 @@ fn otmechalka_unavailable_ends_the_run_and_the_next_run_resumes() {
 }
 
 /// A won deal with one product row, for contact `contact_id`.
-fn deal(id: u64, contact_id: u64, patch: Value) -> serde_json::Map<String, Value> {
+pub(crate) fn deal(id: u64, contact_id: u64, patch: Value) -> serde_json::Map<String, Value> {
     let mut d = row(json!({
         "ID": id.to_string(), "TITLE": "Абонемент", "STAGE_ID": "WON", "CONTACT_ID": contact_id.to_string(),
         "ASSIGNED_BY_ID": "932", "DATE_CREATE": "2024-01-02T10:00:00+03:00", "DATE_MODIFY": format!("2024-05-02T10:00:{:02}+03:00", id % 60),
@@ -344,7 +344,7 @@ fn deal(id: u64, contact_id: u64, patch: Value) -> serde_json::Map<String, Value
     d
 }
 
-fn product_row(name: &str) -> serde_json::Map<String, Value> {
+pub(crate) fn product_row(name: &str) -> serde_json::Map<String, Value> {
     row(
         json!({"PRODUCT_ID": 60130, "PRODUCT_NAME": name, "PRICE": 8700, "PRICE_BRUTTO": 9000, "DISCOUNT_SUM": 300, "QUANTITY": 1}),
     )

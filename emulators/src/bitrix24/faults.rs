@@ -67,6 +67,21 @@ impl kit::Faults<String, Fault> {
         self.add(rule);
     }
 
+    /// From now on, every `n`th HTTP request gets `fault` (a reproducible storm), until cleared.
+    pub fn every(&self, n: u32, fault: Fault) {
+        self.add(FaultRule::new(fault).every(n).times(u32::MAX));
+    }
+
+    /// From now on, every `n`th HTTP request that calls `method` (directly or in a batch) gets
+    /// `fault`, until cleared; e.g. `WriteThenFail` on every 5th `crm.contact.update`.
+    pub fn every_on_method(&self, method: &str, n: u32, fault: Fault) {
+        let rule = FaultRule::new(fault)
+            .on(Scope::Only(method.to_ascii_lowercase()))
+            .every(n)
+            .times(u32::MAX);
+        self.add(rule);
+    }
+
     /// From now on, each request gets `fault` with `probability`, drawn from a seeded RNG
     /// (replacing any previous storm).
     pub fn storm(&self, probability: f64, seed: u64, fault: Fault) {
@@ -128,6 +143,15 @@ mod tests {
         );
         assert_eq!(f.take_for(&["crm.contact.update"]), None);
         assert_eq!(f.injected(), 3);
+        // Every Nth: the method's own rule first, then the general ones, each on its own count.
+        let f = Faults::default();
+        f.every(3, Fault::InternalError);
+        f.every_on_method("crm.contact.update", 2, Fault::WriteThenFail);
+        let got: Vec<_> = (0..6)
+            .map(|_| f.take_for(&["batch", "crm.contact.update"]))
+            .collect();
+        let (e, w) = (Some(Fault::InternalError), Some(Fault::WriteThenFail));
+        assert_eq!(got, [None, w.clone(), None, w.clone(), e, w]);
         let run = |seed| {
             let f = Faults::default();
             f.storm_503(0.3, seed);

@@ -1,7 +1,11 @@
 //! `bitrix24.update`: crm.contact.update, crm.deal.update, ... packed up to 50 per `batch`, with
-//! each command's error (`result_error`) mapped back to its record. A batch whose outcome is
-//! unknown (timeout, 5xx) is never blindly repeated: the records are read back first, and only
-//! the updates that did not happen are sent again.
+//! each command's error (`result_error`) mapped back to its record.
+//!
+//! Setting fields to values is idempotent, so an update whose outcome is unknown (timeout, 5xx,
+//! an HTML error page) is repeated until it is confirmed: the records are read back first (crm
+//! entities), and only the updates not in place are sent again, a bounded number of times. An
+//! update still unconfirmed after that ends the run: its record is not done, and the next run
+//! completes it.
 
 use std::sync::Arc;
 
@@ -15,7 +19,7 @@ use serde_json::{Map, Value as Json, json};
 use super::client::{B24Error, Client, Kind, SYSTEM};
 use crate::config::{BuildCtx, ConnectionRef, component::SinkConfig};
 use crate::expr::Template;
-use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
+use crate::runtime::{Fatal, Item, RunCtx, Sink, Write, Written};
 
 /// Update a Bitrix24 record per record (also as an `on_success` / `on_error` hook).
 #[derive(Deserialize, JsonSchema)]
@@ -172,24 +176,34 @@ impl Sink for UpdateSink {
     async fn write(
         &self,
         writes: &[Write],
-        _: &RunCtx,
+        ctx: &RunCtx,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
+        self.write_confirmed(writes, ctx).await.into_result()
+    }
+
+    /// Batch by batch; the batches confirmed before Bitrix24 goes away stay confirmed.
+    async fn write_confirmed(&self, writes: &[Write], _: &RunCtx) -> Written {
         let mut out = Vec::with_capacity(writes.len());
         for chunk in writes.chunks(50) {
             let chunk: Vec<&Write> = chunk.iter().collect();
-            match self.send(&chunk).await {
-                Ok(results) => out.extend(results),
-                Err(B24Error::Unknown(why)) => out.extend(self.recover(&chunk, &why).await?),
+            let results = match self.send(&chunk).await {
+                Ok(results) => results,
+                Err(B24Error::Unknown(why)) => match self.confirm(&chunk, why).await {
+                    Ok(results) => results,
+                    Err(fatal) => return Written::until(out, fatal),
+                },
                 Err(B24Error::Rejected(r)) => {
                     let reason = format!("{} ({})", r.description, r.code);
-                    out.extend(chunk.iter().map(|_| Err(reason.clone())));
+                    chunk.iter().map(|_| Err(reason.clone())).collect()
                 }
-                Err(e @ B24Error::Unavailable(_)) => {
-                    return Err(e.fatal(SYSTEM));
-                }
-            }
+                Err(e @ B24Error::Unavailable(_)) => return Written::until(out, e.fatal(SYSTEM)),
+            };
+            out.extend(results);
         }
-        Ok(out)
+        Written {
+            results: out,
+            stopped: None,
+        }
     }
 
     fn describe(&self, w: &Write) -> String {
@@ -200,41 +214,79 @@ impl Sink for UpdateSink {
     }
 }
 
+/// How many times updates whose outcome is unknown are checked (and sent again) before the run
+/// ends with them unconfirmed.
+const CONFIRM_ATTEMPTS: u32 = 6;
+
 impl UpdateSink {
-    /// The batch may or may not have run: read back, resend only what is missing (once).
-    async fn recover(
+    /// The batch may or may not have run. Setting values is idempotent: read back what can be
+    /// read back, send again what is not in place, until every update is confirmed (applied, or
+    /// answered) or the attempts run out; then Bitrix24 counts as unavailable and the run ends
+    /// with those records not done.
+    async fn confirm(
         &self,
         chunk: &[&Write],
-        why: &str,
+        mut why: String,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
-        tracing::warn!(method = %self.method, "update batch outcome unknown ({}); checking before any retry", crate::secrets::redact(why));
-        let applied = self.applied(chunk).await.map_err(|e| e.fatal(SYSTEM))?;
-        let missing: Vec<&Write> = chunk
-            .iter()
-            .zip(&applied)
-            .filter(|(_, a)| !**a)
-            .map(|(w, _)| *w)
-            .collect();
-        let mut resent = if missing.is_empty() || self.list_method().is_none() {
-            Vec::new()
-        } else {
-            match self.send(&missing).await {
-                Ok(r) => r,
-                Err(B24Error::Unavailable(m)) => return Err(Fatal::unavailable("Bitrix24", m)),
-                Err(e) => missing
-                    .iter()
-                    .map(|_| Err(format!("outcome unknown, not repeated: {e}")))
-                    .collect(),
+        let mut answers: Vec<Option<Result<Json, String>>> = vec![None; chunk.len()];
+        for attempt in 1..=CONFIRM_ATTEMPTS {
+            if attempt > 1 {
+                // 0.4 s, doubling up to 3.2 s: about 9 s in all before the run gives up.
+                let wait = std::time::Duration::from_millis(200 << (attempt - 1).min(4));
+                tokio::time::sleep(wait).await;
+            }
+            tracing::warn!(method = %self.method, attempt, "update outcome unknown ({}); checking, then repeating what is not in place", crate::secrets::redact(&why));
+            let open: Vec<usize> = (0..chunk.len()).filter(|&i| answers[i].is_none()).collect();
+            let open_writes: Vec<&Write> = open.iter().map(|&i| chunk[i]).collect();
+            let applied = self
+                .applied(&open_writes)
+                .await
+                .map_err(|e| e.fatal(SYSTEM))?;
+            let mut missing = Vec::new();
+            for (&i, applied) in open.iter().zip(applied) {
+                if applied {
+                    answers[i] = Some(Ok(Json::Bool(true)));
+                } else {
+                    missing.push(i);
+                }
+            }
+            if missing.is_empty() {
+                break;
+            }
+            let resend: Vec<&Write> = missing.iter().map(|&i| chunk[i]).collect();
+            match self.send(&resend).await {
+                Ok(results) => {
+                    for (&i, result) in missing.iter().zip(results) {
+                        answers[i] = Some(result);
+                    }
+                    break;
+                }
+                Err(B24Error::Unknown(m)) => why = m,
+                Err(B24Error::Rejected(r)) => {
+                    for &i in &missing {
+                        answers[i] = Some(Err(r.to_string()));
+                    }
+                    break;
+                }
+                Err(e @ B24Error::Unavailable(_)) => return Err(e.fatal(SYSTEM)),
             }
         }
-        .into_iter();
-        Ok(applied
+        let unconfirmed: Vec<&str> = chunk
             .iter()
-            .map(|done| match (done, self.list_method()) {
-                (true, _) => Ok(Json::Bool(true)),
-                (false, Some(_)) => resent.next().unwrap_or_else(|| Err("no answer".into())),
-                (false, None) => Err(format!("outcome unknown ({why}); not repeated")),
-            })
-            .collect())
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(w, _)| w.key.as_str())
+            .collect();
+        if !unconfirmed.is_empty() {
+            return Err(Fatal::unavailable(
+                SYSTEM,
+                format!(
+                    "{}: the outcome of the updates of {} is still unknown after {CONFIRM_ATTEMPTS} checks ({why}); the next run completes them",
+                    self.method,
+                    unconfirmed.join(", ")
+                ),
+            ));
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 }

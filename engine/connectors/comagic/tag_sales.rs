@@ -28,7 +28,7 @@ use super::report_reader::{format_time, parse_time};
 use crate::config::component::SinkConfig;
 use crate::config::{BuildCtx, ConnectionRef};
 use crate::expr::Template;
-use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
+use crate::runtime::{Fatal, Item, RunCtx, Sink, Write, Written};
 
 /// Put a CoMagic sale (tag «Продажа», amount, comment) on the communication a
 /// `comagic.find_communication` step found (seed 003).
@@ -330,6 +330,11 @@ impl Sink for TagSales {
         writes: &[Write],
         ctx: &RunCtx,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
+        self.write_confirmed(writes, ctx).await.into_result()
+    }
+
+    /// One sale after the other; those tagged before CoMagic goes away stay confirmed.
+    async fn write_confirmed(&self, writes: &[Write], ctx: &RunCtx) -> Written {
         for name in ["tags_applied", "tags_removed_updated"] {
             ctx.declare_counter(name);
         }
@@ -354,10 +359,13 @@ impl Sink for TagSales {
                     ctx.log(format!("{}:failed: {reason}", sale.phone));
                     results.push(Err(reason));
                 }
-                Err(WriteErr::Fatal(f)) => return Err(f),
+                Err(WriteErr::Fatal(f)) => return Written::until(results, f),
             }
         }
-        Ok(results)
+        Written {
+            results,
+            stopped: None,
+        }
     }
 
     fn describe(&self, w: &Write) -> String {

@@ -14,7 +14,7 @@ use crate::config::component::SinkConfig;
 use crate::config::{BuildCtx, ConnectionRef};
 use crate::connectors::http::client::HttpError;
 use crate::expr::Template;
-use crate::runtime::{Fatal, Item, RunCtx, Sink, Write};
+use crate::runtime::{Fatal, Item, RunCtx, Sink, Write, Written};
 
 /// Create or update an otmechalka client (GET by `origin_id`, then POST to create or update).
 #[derive(Deserialize, JsonSchema)]
@@ -211,15 +211,27 @@ impl Sink for OtmSink {
         writes: &[Write],
         ctx: &RunCtx,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
+        self.write_confirmed(writes, ctx).await.into_result()
+    }
+
+    /// One by one; when otmechalka goes away, the clients and tickets written before stay
+    /// confirmed (and are not sent again by the next run).
+    async fn write_confirmed(&self, writes: &[Write], ctx: &RunCtx) -> Written {
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             let result = match self.entity {
-                Entity::Client => self.upsert_client(&w.key, &w.payload, ctx).await?,
-                Entity::Ticket => self.ticket(&w.key, &w.payload, ctx).await?,
+                Entity::Client => self.upsert_client(&w.key, &w.payload, ctx).await,
+                Entity::Ticket => self.ticket(&w.key, &w.payload, ctx).await,
             };
-            out.push(result);
+            match result {
+                Ok(r) => out.push(r),
+                Err(fatal) => return Written::until(out, fatal),
+            }
         }
-        Ok(out)
+        Written {
+            results: out,
+            stopped: None,
+        }
     }
 
     fn describe(&self, w: &Write) -> String {
