@@ -128,7 +128,7 @@ mod tests {
         let e = schedule(&node("v: {cron: \"0 3 * * *\", tz: Mars/Base}")).unwrap_err();
         assert_eq!(
             e.headline(),
-            "p.yaml:1:31: unknown time zone `Mars/Base`; expected an IANA name such as `Europe/Moscow` or `UTC`"
+            "p.yaml:1:28: unknown time zone `Mars/Base`; expected an IANA name such as `Europe/Moscow` or `UTC`"
         );
         let e = schedule(&node("v:\n  cron: 0 61 * * *\n")).unwrap_err();
         assert!(

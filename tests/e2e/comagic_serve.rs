@@ -1,8 +1,7 @@
 //! `etl serve` (seed 003's main.py): `GET /run/<pipeline>` answers the journal; one run of a
 //! pipeline at a time.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,7 @@ fn serve(w: &World) -> Server {
         .env("ORDERS_API_TOKEN", w.orders.token())
         .env_remove("COMAGIC_LOGIN")
         .env_remove("COMAGIC_PASSWORD")
+        .env("ETL_SERVE_TOKEN", crate::serve::TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -52,18 +52,11 @@ fn serve(w: &World) -> Server {
     Server { child, addr }
 }
 
-/// A plain HTTP/1.1 GET; (status, JSON body).
+/// A plain HTTP/1.1 GET with serve's token; (status, JSON body).
 fn get(addr: &str, path: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let bearer = format!("Bearer {}", crate::serve::TOKEN);
+    let (status, body) = crate::serve::get_text(addr, path, Some(&bearer));
+    let body = body.as_str();
     (
         status,
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),

@@ -16,6 +16,7 @@ mod ops;
 mod reports;
 mod reports_bench;
 mod seed001;
+mod serve;
 mod smtp;
 mod smtp_sink;
 mod table;
