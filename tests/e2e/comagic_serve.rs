@@ -167,3 +167,29 @@ fn an_aborted_run_answers_success_false() {
         "{body}"
     );
 }
+
+#[test]
+fn metrics_count_requests_by_system_and_status() {
+    let w = World::new(DataApiConfig::default());
+    let server = serve(&w);
+    assert_eq!(get(&server.addr, "/run/comagic_sales?update_db").0, 200);
+    let (status, text) = crate::serve::get_text(&server.addr, "/metrics", None);
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for system in ["comagic", "http"] {
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == "etl_requests_total"
+                    && s.labels.get("system") == Some(system)
+                    && s.labels.get("status") == Some("200")),
+            "no 200 requests of {system} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"etl_runs_total{pipeline="comagic_sales",result="finished"} 1"#),
+        "{text}"
+    );
+}

@@ -4,6 +4,7 @@
 mod harness;
 
 mod b24;
+mod b24_clock;
 mod bench;
 mod comagic_client;
 mod comagic_sales;
