@@ -233,3 +233,29 @@ fn a_scheduled_pipeline_runs_again_and_again_in_one_serve() {
     let (_, index) = get(&server.addr, "/", Some(&bearer()));
     assert_eq!(index["scheduled"], serde_json::json!(["tick"]));
 }
+
+#[test]
+fn validate_points_at_a_wrong_schedule_and_an_unknown_serve_setting() {
+    let s = Scratch::new();
+    let d = s.dir.path().display();
+    let p = s.write(
+        "bad.yaml",
+        &format!(
+            "name: bad\nsettings: {{label: a}}\nserve_settings: [label, nope]\nschedule:\n  cron: \"0 61 * * *\"\n  tz: Europe/Moscow\nsource: {{type: jsonl, path: {d}/in.jsonl}}\nsinks:\n  - {{type: jsonl, path: {d}/out.jsonl}}\n"
+        ),
+    );
+    let out = run(etl().arg("validate").arg(&p));
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = stdout(&out);
+    let file = p.display();
+    assert!(
+        text.contains(&format!(
+            "{file}:3:25: `nope` is not a setting of this pipeline"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{file}:5:9: invalid cron expression `0 61 * * *`")),
+        "{text}"
+    );
+}
