@@ -259,3 +259,23 @@ fn validate_points_at_a_wrong_schedule_and_an_unknown_serve_setting() {
         "{text}"
     );
 }
+
+#[test]
+fn a_request_body_over_the_limit_is_refused() {
+    let s = Scratch::new();
+    let server = serve(&pipelines(&s, false), &s.state(), Some(TOKEN));
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let body = "x".repeat(200_000);
+    // The server may answer and close before reading the whole body.
+    let _ = write!(
+        stream,
+        "POST /run/once HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        bearer(),
+        body.len()
+    );
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(!s.path("out.jsonl").exists());
+}
