@@ -22,10 +22,7 @@ pub fn configured_token() -> Option<String> {
     std::env::var(TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty())
-        .map(|t| {
-            crate::secrets::register(&t);
-            t
-        })
+        .inspect(|t| crate::secrets::register(t))
 }
 
 /// Does `header` (the Authorization value) carry `token`? The comparison takes the same time
