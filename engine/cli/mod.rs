@@ -99,11 +99,14 @@ enum Command {
     Schema,
     /// Print the component and filter reference as Markdown (what docs/reference.md holds).
     Docs,
-    /// Serve pipelines over HTTP: `GET /run/<pipeline>[?setting=value]` runs
-    /// `pipelines/<pipeline>.yaml` and answers its journal as JSON (`?update_db` sets
-    /// `settings.update_db=true`); one run per pipeline at a time.
+    /// Serve pipelines over HTTP and run their schedules: `GET /run/<pipeline>[?setting=value]`
+    /// with `Authorization: Bearer $ETL_SERVE_TOKEN` runs `pipelines/<pipeline>.yaml` and answers
+    /// its journal as JSON (`?update_db` sets `settings.update_db=true` when the pipeline lists
+    /// it in `serve_settings:`); one run per pipeline at a time. Pipelines with a `schedule:` run
+    /// at its ticks. `/healthz` and `/metrics` (Prometheus) need no token.
     Serve {
-        /// Address to listen on, e.g. `127.0.0.1:8080` (`:0` picks a free port; the address is printed).
+        /// Address to listen on, e.g. `127.0.0.1:8080` (`:0` picks a free port; the address is
+        /// printed). Loopback by default; `0.0.0.0:8080` serves other machines.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// Directory of the pipeline files.

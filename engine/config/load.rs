@@ -67,6 +67,20 @@ pub struct PipelineDoc {
     #[serde(default)]
     #[schemars(example = journal_example())]
     pub journal: Option<RawNode>,
+    /// When `etl serve` runs this pipeline on its own: cron (`"*/5 * * * *"`, or six fields with
+    /// seconds first), optionally with a time zone: `{cron: "0 3 * * *", tz: Europe/Moscow}`.
+    #[serde(default)]
+    #[schemars(with = "Option<super::serve::ScheduleDoc>")]
+    pub schedule: Option<RawNode>,
+    /// Settings a `GET /run/<pipeline>` request may set from its query string (`?update_db`);
+    /// any other query parameter is refused with 400.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", example = serve_settings_example())]
+    pub serve_settings: Option<RawNode>,
+}
+
+fn serve_settings_example() -> Json {
+    serde_json::json!(["update_db"])
 }
 
 fn journal_example() -> &'static str {
@@ -395,6 +409,17 @@ fn build_pipeline(
         .as_ref()
         .map(|RawNode(n)| expr::template::from_node(n));
 
+    let schedule = doc.schedule.as_ref().and_then(|RawNode(n)| {
+        super::serve::schedule(n)
+            .map_err(|d| diagnostics.push(d))
+            .ok()
+    });
+    let serve_settings = doc
+        .serve_settings
+        .as_ref()
+        .map(|RawNode(n)| super::serve::serve_settings(n, &settings, diagnostics))
+        .unwrap_or_default();
+
     Some(Pipeline {
         name: doc.name,
         file: file.to_string(),
@@ -405,6 +430,8 @@ fn build_pipeline(
         on_success,
         on_error,
         journal,
+        schedule,
+        serve_settings,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod component;
 pub mod load;
 pub mod overrides;
 pub mod schema;
+pub mod serve;
 
 pub use component::{BuildCtx, ConnectionRef, Registry};
 pub use load::{LoadErrors, LoadOptions, load};

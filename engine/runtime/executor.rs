@@ -134,6 +134,14 @@ async fn run_traced(
         s.run_finished(id, summary["status"].as_str().unwrap_or_default(), &summary)?;
     }
     log_summary(&journal.counts, aborted.as_ref(), clock.elapsed());
+    if !opts.dry_run {
+        record_metrics(
+            &pipeline.name,
+            &journal.counts,
+            aborted.is_some(),
+            clock.elapsed(),
+        );
+    }
     let headline = headline(
         &pipeline.name,
         &journal.counts,
@@ -153,6 +161,17 @@ async fn run_traced(
         summary,
         journal: rendered_value,
     })
+}
+
+/// The run's result and record counts for `/metrics` (a dry run did nothing, so it counts none).
+fn record_metrics(pipeline: &str, counts: &Counts, aborted: bool, elapsed: std::time::Duration) {
+    let result = if aborted { "aborted" } else { "finished" };
+    let records = [
+        ("ok", counts.ok),
+        ("skipped", counts.skipped),
+        ("failed", counts.failed),
+    ];
+    super::metrics::run_finished(pipeline, result, &records, elapsed);
 }
 
 fn run_ctx(

@@ -6,8 +6,10 @@
 pub mod error;
 pub mod executor;
 pub mod journal;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
+pub mod schedule;
 
 use std::sync::{Arc, LazyLock};
 

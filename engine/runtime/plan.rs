@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::schedule::Schedule;
 use super::{Sink, Source, Step};
 use crate::expr;
 
@@ -19,6 +20,10 @@ pub struct Pipeline {
     pub on_success: Vec<Labeled>,
     pub on_error: Vec<Labeled>,
     pub journal: Option<expr::Template>,
+    /// When `etl serve` runs it on its own (`schedule:`).
+    pub schedule: Option<Schedule>,
+    /// Settings a `/run/<pipeline>` request may set from its query string (`serve_settings:`).
+    pub serve_settings: Vec<String>,
 }
 
 /// A sink with the name it has in journals and dry-run output.

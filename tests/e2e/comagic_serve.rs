@@ -1,8 +1,7 @@
 //! `etl serve` (seed 003's main.py): `GET /run/<pipeline>` answers the journal; one run of a
 //! pipeline at a time.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,7 @@ fn serve(w: &World) -> Server {
         .env("ORDERS_API_TOKEN", w.orders.token())
         .env_remove("COMAGIC_LOGIN")
         .env_remove("COMAGIC_PASSWORD")
+        .env("ETL_SERVE_TOKEN", crate::serve::TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -52,18 +52,11 @@ fn serve(w: &World) -> Server {
     Server { child, addr }
 }
 
-/// A plain HTTP/1.1 GET; (status, JSON body).
+/// A plain HTTP/1.1 GET with serve's token; (status, JSON body).
 fn get(addr: &str, path: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let bearer = format!("Bearer {}", crate::serve::TOKEN);
+    let (status, body) = crate::serve::get_text(addr, path, Some(&bearer));
+    let body = body.as_str();
     (
         status,
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
@@ -172,5 +165,31 @@ fn an_aborted_run_answers_success_false() {
             .unwrap()
             .starts_with("ERROR: HTTP source 127.0.0.1"),
         "{body}"
+    );
+}
+
+#[test]
+fn metrics_count_requests_by_system_and_status() {
+    let w = World::new(DataApiConfig::default());
+    let server = serve(&w);
+    assert_eq!(get(&server.addr, "/run/comagic_sales?update_db").0, 200);
+    let (status, text) = crate::serve::get_text(&server.addr, "/metrics", None);
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for system in ["comagic", "http"] {
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == "etl_requests_total"
+                    && s.labels.get("system") == Some(system)
+                    && s.labels.get("status") == Some("200")),
+            "no 200 requests of {system} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"etl_runs_total{pipeline="comagic_sales",result="finished"} 1"#),
+        "{text}"
     );
 }

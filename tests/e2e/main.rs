@@ -4,6 +4,7 @@
 mod harness;
 
 mod b24;
+mod b24_clock;
 mod bench;
 mod comagic_client;
 mod comagic_sales;
@@ -18,6 +19,7 @@ mod ops;
 mod reports;
 mod reports_bench;
 mod seed001;
+mod serve;
 mod smtp;
 mod smtp_sink;
 mod state_backends;

@@ -363,6 +363,11 @@ impl Emulator {
     pub fn advance_time(&self, by: Duration) {
         *lock(&self.shared.skew) += by.as_secs_f64();
     }
+    /// Set the portal's clock `secs` seconds off the host's: negative puts the portal behind
+    /// (a host whose clock runs ahead), positive ahead. Replaces any [`Self::advance_time`].
+    pub fn set_clock_offset(&self, secs: f64) {
+        *lock(&self.shared.skew) = secs;
+    }
     /// The emulator's current unix time in seconds.
     pub fn now(&self) -> f64 {
         self.shared.now()

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value as Json, json};
 
+use super::clock::PortalClock;
 use super::encode::build_query;
 use crate::connectors::http::client::{backoff, client, describe};
 use crate::runtime::error::ConnectorError;
+use crate::runtime::metrics;
 use crate::secrets;
 
 #[derive(Clone, Debug)]
@@ -53,6 +55,9 @@ pub type B24Error = ConnectorError<B24Rejection>;
 
 /// The name failures are reported under.
 pub const SYSTEM: &str = "Bitrix24";
+
+/// The `system` label of this client's requests and waits in `/metrics`.
+const METRIC_SYSTEM: &str = "bitrix24";
 
 /// The portal's error code and description.
 #[derive(Clone, Debug)]
@@ -101,6 +106,7 @@ pub struct Client {
     http: reqwest::Client,
     bucket: DefaultDirectRateLimiter,
     operating: Mutex<HashMap<String, Operating>>,
+    clock: PortalClock,
     cfg: ClientConfig,
 }
 
@@ -142,6 +148,7 @@ impl Client {
             http: client(cfg.timeout),
             bucket: RateLimiter::direct(quota),
             operating: Mutex::new(HashMap::new()),
+            clock: PortalClock::default(),
             cfg,
         })
     }
@@ -159,10 +166,15 @@ impl Client {
         use backon::BackoffBuilder as _;
         loop {
             self.wait_for_method(method).await;
+            let queued = Instant::now();
             self.bucket.until_ready().await;
+            if queued.elapsed() >= Duration::from_millis(1) {
+                metrics::rate_limit_wait(METRIC_SYSTEM, queued.elapsed());
+            }
             match self.attempt(method, params, &mut moves).await {
                 Attempt::Done(body) => {
                     self.note_operating(method, &body["time"]);
+                    self.clock.note(&body["time"]);
                     return Ok(body);
                 }
                 Attempt::Refused(wait) => {
@@ -177,6 +189,7 @@ impl Client {
                         wait_ms = wait.as_millis() as u64,
                         "Bitrix24 refused before execution; waiting"
                     );
+                    metrics::rate_limit_wait(METRIC_SYSTEM, wait);
                     tokio::time::sleep(wait).await;
                 }
                 Attempt::NotSent(message) => {
@@ -225,6 +238,23 @@ impl Client {
         }
     }
 
+    /// The portal's current time (see `clock.rs`): from the last answer, or `server.time`
+    /// when nothing has been asked yet. Windows on DATE_MODIFY are measured with it.
+    pub async fn portal_now(&self) -> Result<chrono::DateTime<chrono::FixedOffset>, B24Error> {
+        if let Some(now) = self.clock.now() {
+            return Ok(now);
+        }
+        let answer = self.call("server.time", &json!({}), Kind::Read).await?;
+        // The answer's `time` block (fractions of a second) was noted by `call`; the result
+        // (whole seconds) is the fallback.
+        if self.clock.now().is_none() {
+            self.clock.note_server_time(&answer["result"]);
+        }
+        self.clock.now().ok_or_else(|| {
+            B24Error::Unavailable("server.time answered no time the client can read".into())
+        })
+    }
+
     async fn attempt(&self, method: &str, params: &Json, moves: &mut usize) -> Attempt {
         let url = format!("{}{method}", self.base());
         let sent = self
@@ -237,10 +267,17 @@ impl Client {
         let resp = match sent {
             Ok(r) => r,
             // The connection was never made: nothing ran, so even a write may be repeated.
-            Err(e) if e.is_connect() => return Attempt::NotSent(describe(&e)),
-            Err(e) => return Attempt::Transient(describe(&e)),
+            Err(e) if e.is_connect() => {
+                metrics::request(METRIC_SYSTEM, "error");
+                return Attempt::NotSent(describe(&e));
+            }
+            Err(e) => {
+                metrics::request(METRIC_SYSTEM, "error");
+                return Attempt::Transient(describe(&e));
+            }
         };
         let status = resp.status().as_u16();
+        metrics::request(METRIC_SYSTEM, &status.to_string());
         if (300..400).contains(&status) {
             return self.moved(
                 resp.headers().get("location").and_then(|l| l.to_str().ok()),
@@ -388,12 +425,15 @@ impl Client {
         if let Some(until) = op.parked_until
             && until > Instant::now()
         {
+            metrics::rate_limit_wait(METRIC_SYSTEM, until - Instant::now());
             tokio::time::sleep_until(until.into()).await;
             return;
         }
         if op.used > 0.8 * self.cfg.operating_limit {
             let to_reset = (op.reset_at - unix_now()).max(0.0);
-            tokio::time::sleep(Duration::from_secs_f64((to_reset * 0.01).min(7.0))).await;
+            let wait = Duration::from_secs_f64((to_reset * 0.01).min(7.0));
+            metrics::rate_limit_wait(METRIC_SYSTEM, wait);
+            tokio::time::sleep(wait).await;
         }
     }
 

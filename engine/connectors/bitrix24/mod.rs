@@ -3,6 +3,7 @@
 
 mod call;
 pub mod client;
+mod clock;
 mod encode;
 mod list;
 mod update;

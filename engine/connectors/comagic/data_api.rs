@@ -20,9 +20,13 @@ use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
 use crate::connectors::http::transport::Transport;
 use crate::runtime::error::ConnectorError;
+use crate::runtime::metrics;
 
 /// The name failures are reported under.
 pub const SYSTEM: &str = "CoMagic Data API";
+
+/// The `system` label of this client's requests and waits in `/metrics`.
+const METRIC_SYSTEM: &str = "comagic";
 
 /// CoMagic / UIS / CallGear Data API v2.0.
 #[derive(Deserialize, JsonSchema)]
@@ -377,10 +381,17 @@ impl DataApi {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Exchange::NotSent(client::describe(&e)),
-            Err(e) => return Exchange::Failed(client::describe(&e)),
+            Err(e) => {
+                metrics::request(METRIC_SYSTEM, "error");
+                return if e.is_connect() {
+                    Exchange::NotSent(client::describe(&e))
+                } else {
+                    Exchange::Failed(client::describe(&e))
+                };
+            }
         };
         let status = resp.status().as_u16();
+        metrics::request(METRIC_SYSTEM, &status.to_string());
         let text = match resp.text().await {
             Ok(t) => t,
             Err(e) => return Exchange::Failed(client::describe(&e)),
@@ -511,6 +522,7 @@ impl DataApi {
             human(wait)
         );
         self.stats.budget_waits.fetch_add(1, Ordering::Relaxed);
+        metrics::rate_limit_wait(METRIC_SYSTEM, wait);
         tokio::time::sleep(wait).await;
         s.limits = None;
     }

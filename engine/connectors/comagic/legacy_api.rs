@@ -14,8 +14,12 @@ use crate::config::component::ConnectionConfig;
 use crate::connectors::http::client;
 use crate::connectors::http::transport::Transport;
 use crate::runtime::error::ConnectorError;
+use crate::runtime::metrics;
 
 pub const SYSTEM: &str = "CoMagic API v1";
+
+/// The `system` label of this client's requests in `/metrics`.
+const METRIC_SYSTEM: &str = "comagic_v1";
 
 /// CoMagic's legacy REST API v1 (session key).
 #[derive(Deserialize, JsonSchema)]
@@ -93,9 +97,13 @@ impl LegacyApi {
         let mut failures = 0;
         loop {
             let outcome = match make().send().await {
-                Err(e) => Err(client::describe(&e)),
+                Err(e) => {
+                    metrics::request(METRIC_SYSTEM, "error");
+                    Err(client::describe(&e))
+                }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    metrics::request(METRIC_SYSTEM, &status.to_string());
                     match resp.text().await {
                         Err(e) => Err(client::describe(&e)),
                         Ok(text) => match serde_json::from_str::<Json>(&text) {

@@ -9,6 +9,7 @@ use backon::{ExponentialBuilder, Retryable};
 use serde_json::Value as Json;
 
 use crate::runtime::error::ConnectorError;
+use crate::runtime::metrics;
 
 /// How a request failed, in the shared vocabulary: `Rejected` (4xx), `Unavailable`
 /// (connection refused, timeout, 5xx or a non-JSON answer); a caller that sent a write turns an
@@ -47,13 +48,23 @@ pub fn backoff(retries: usize, base: Duration) -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// Send a request and decode its JSON body; classify failures.
+/// Send a request and decode its JSON body; classify failures. Counted in `/metrics` under
+/// the system `http`; connectors with a name of their own use [`send_json_for`].
 pub async fn send_json(req: reqwest::RequestBuilder) -> Result<(u16, Json), HttpError> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| HttpError::Unavailable(describe(&e)))?;
+    send_json_for("http", req).await
+}
+
+/// [`send_json`], counted in `/metrics` as a request to `system` (e.g. `otmechalka`).
+pub async fn send_json_for(
+    system: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<(u16, Json), HttpError> {
+    let resp = req.send().await.map_err(|e| {
+        metrics::request(system, "error");
+        HttpError::Unavailable(describe(&e))
+    })?;
     let status = resp.status().as_u16();
+    metrics::request(system, &status.to_string());
     let text = resp
         .text()
         .await
@@ -89,7 +100,16 @@ pub async fn get_json(
     make: impl Fn() -> reqwest::RequestBuilder,
     retries: usize,
 ) -> Result<Json, HttpError> {
-    (|| async { send_json(make()).await.map(|(_, b)| b) })
+    get_json_for("http", make, retries).await
+}
+
+/// [`get_json`], counted in `/metrics` as requests to `system`.
+pub async fn get_json_for(
+    system: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    retries: usize,
+) -> Result<Json, HttpError> {
+    (|| async { send_json_for(system, make()).await.map(|(_, b)| b) })
         .retry(backoff(retries, Duration::from_millis(200)))
         .sleep(tokio::time::sleep)
         .when(|e| matches!(e, HttpError::Unavailable(_)))

@@ -8,6 +8,9 @@ use serde_json::Value as Json;
 
 use crate::connectors::http::client::{self as http, HttpError};
 
+/// The `system` label of this client's requests in `/metrics`.
+const METRIC_SYSTEM: &str = "otmechalka";
+
 pub struct Otmechalka {
     base: String,
     token: String,
@@ -38,7 +41,8 @@ impl Otmechalka {
     /// GET `/api/<kind>/<origin_id>/`; a read, so retried.
     pub async fn find(&self, kind: &str, origin_id: &str) -> Result<Found, HttpError> {
         let url = self.url(&format!("/api/{kind}/{}/", urlencode(origin_id)));
-        let result = http::get_json(
+        let result = http::get_json_for(
+            METRIC_SYSTEM,
             || self.http.get(&url).bearer_auth(&self.token),
             self.retries,
         )
@@ -56,8 +60,11 @@ impl Otmechalka {
         let url = self.url(path);
         let mut attempt = 0;
         loop {
-            let result =
-                http::send_json(self.http.post(&url).bearer_auth(&self.token).json(body)).await;
+            let result = http::send_json_for(
+                METRIC_SYSTEM,
+                self.http.post(&url).bearer_auth(&self.token).json(body),
+            )
+            .await;
             match result {
                 // Never connected: nothing was sent, so sending again is safe.
                 Err(HttpError::Unavailable(m))

@@ -373,8 +373,14 @@ impl Source for ListSource {
         base.insert("select".into(), Json::Array(select));
         if let Some(inc) = &self.cfg.incremental {
             // Records changed while we run (our own status write-backs among them) are left
-            // for the next run; see `settle_secs`.
-            let until = ctx.started_at - chrono::Duration::seconds(inc.settle_secs as i64);
+            // for the next run; see `settle_secs`. Measured on the portal's clock, which
+            // stamps DATE_MODIFY: a host clock running ahead must not shorten the window.
+            let portal_now = self
+                .client
+                .portal_now()
+                .await
+                .map_err(|e| e.fatal_in(SYSTEM, "server.time"))?;
+            let until = portal_now - chrono::Duration::seconds(inc.settle_secs as i64);
             base["filter"][format!("<={}", inc.field)] =
                 Json::from(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
             self.state = match cursor {
