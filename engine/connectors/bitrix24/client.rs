@@ -238,21 +238,10 @@ impl Client {
         }
     }
 
-    /// The portal's current time (see `clock.rs`): from the last answer, or `server.time`
-    /// when nothing has been asked yet. Windows on DATE_MODIFY are measured with it.
-    pub async fn portal_now(&self) -> Result<chrono::DateTime<chrono::FixedOffset>, B24Error> {
-        if let Some(now) = self.clock.now() {
-            return Ok(now);
-        }
-        let answer = self.call("server.time", &json!({}), Kind::Read).await?;
-        // The answer's `time` block (fractions of a second) was noted by `call`; the result
-        // (whole seconds) is the fallback.
-        if self.clock.now().is_none() {
-            self.clock.note_server_time(&answer["result"]);
-        }
-        self.clock.now().ok_or_else(|| {
-            B24Error::Unavailable("server.time answered no time the client can read".into())
-        })
+    /// The portal's current time as its answers tell it (see `clock.rs`); `None` before the
+    /// first answer. Costs no request.
+    pub fn portal_now(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        self.clock.now()
     }
 
     async fn attempt(&self, method: &str, params: &Json, moves: &mut usize) -> Attempt {

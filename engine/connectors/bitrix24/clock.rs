@@ -5,7 +5,8 @@
 //!
 //! Every answer carries a `time` block (`finish` in unix seconds, `date_finish` with the
 //! portal's offset); the last one, plus the monotonic time since it arrived, is the portal's
-//! now. Before any answer, `server.time` gives one.
+//! now. Before any answer there is none: the first request's filter uses the host's clock and
+//! the rows it let through past the portal's limit are dropped (see `list/incremental.rs`).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -22,16 +23,6 @@ impl PortalClock {
     /// Remember the time an answer's `time` block says the portal finished it.
     pub fn note(&self, time: &Json) {
         if let Some(at) = time_of_answer(time) {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, Instant::now()));
-        }
-    }
-
-    /// Remember the portal time a `server.time` call answered.
-    pub fn note_server_time(&self, result: &Json) {
-        if let Some(at) = result
-            .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        {
             *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, Instant::now()));
         }
     }
@@ -75,7 +66,5 @@ mod tests {
         assert_eq!(now.offset().local_minus_utc(), 3 * 3600);
         assert!(now.timestamp_millis() >= 1_717_225_200_500);
         assert!(now.timestamp_millis() < 1_717_225_210_000);
-        clock.note_server_time(&json!("2030-01-01T00:00:00+03:00"));
-        assert_eq!(clock.now().unwrap().timestamp() / 10, 1_893_445_200 / 10);
     }
 }

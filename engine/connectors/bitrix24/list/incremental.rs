@@ -22,7 +22,14 @@
 //!   state), read after it is not seen; either way it comes again next run with its new date.
 //!   Windows end at or before the settle limit, a date in the past, so no record can enter one
 //!   while it is read.
+//! - The settle limit is measured on the portal's clock. The first request's filter can only
+//!   use the host's (no answer told the portal's yet); once one has, the limit is the earlier of
+//!   the two and rows after it are dropped from the window, which then ends the run: they come
+//!   again next run, since the cursor stays before them.
 use std::cmp::Ordering;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, FixedOffset};
 
 use serde_json::{Value as Json, json};
 
@@ -104,6 +111,48 @@ fn compare_ids(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// The settle limit of a run: records modified after it are left for the next run.
+#[derive(Clone, Debug)]
+pub(super) struct SettleLimit {
+    settle: Duration,
+    /// When the run opened the source, on the host's monotonic clock.
+    opened: Instant,
+    /// The limit by the clock known when the run opened (the host's, or the portal's when an
+    /// earlier answer told it).
+    at_open: DateTime<FixedOffset>,
+}
+
+impl SettleLimit {
+    pub fn start(settle_secs: u64, portal_now: Option<DateTime<FixedOffset>>) -> SettleLimit {
+        let settle = Duration::seconds(settle_secs as i64);
+        let now = portal_now.unwrap_or_else(|| chrono::Local::now().fixed_offset());
+        SettleLimit {
+            settle,
+            opened: Instant::now(),
+            at_open: now - settle,
+        }
+    }
+
+    /// The bound sent with the filter.
+    pub fn server_bound(&self) -> DateTime<FixedOffset> {
+        self.at_open
+    }
+
+    /// The limit on the portal's clock, read back to the moment the run opened, when an answer
+    /// told that clock; never later than the bound sent.
+    fn effective(&self, portal_now: Option<DateTime<FixedOffset>>) -> DateTime<FixedOffset> {
+        let elapsed = Duration::from_std(self.opened.elapsed()).unwrap_or_default();
+        match portal_now.map(|now| now - elapsed - self.settle) {
+            Some(portal) if portal < self.at_open => portal,
+            _ => self.at_open,
+        }
+    }
+}
+
+fn after_limit(date: &str, limit: &DateTime<FixedOffset>) -> bool {
+    DateTime::parse_from_rfc3339(date).is_ok_and(|d| d > *limit)
+}
+
 /// A row of a window waiting for delivery: (date, ID, the row as JSON text).
 pub(super) type Held = (String, String, Box<str>);
 
@@ -154,12 +203,25 @@ impl ListSource {
             }
             after = round.last_id;
         }
+        let beyond = self.drop_unsettled(&mut held);
         held.sort_by(|a, b| compare_dates(&a.0, &b.0).then_with(|| compare_ids(&a.1, &b.1)));
         self.sorted = held.into();
         match window.to {
-            Some(to) => self.state = Position::Window(Window::after(to)),
-            None => self.done = true,
+            Some(to) if !beyond => self.state = Position::Window(Window::after(to)),
+            _ => self.done = true,
         }
         Ok(())
+    }
+
+    /// Drops the rows after the settle limit as the portal's clock puts it; true when there
+    /// were any (later windows hold only such rows, so the run's reading ends here).
+    fn drop_unsettled(&self, held: &mut Vec<Held>) -> bool {
+        let Some(settle) = &self.settle else {
+            return false;
+        };
+        let limit = settle.effective(self.client.portal_now());
+        let before = held.len();
+        held.retain(|(date, _, _)| !after_limit(date, &limit));
+        held.len() < before
     }
 }

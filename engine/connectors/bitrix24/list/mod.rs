@@ -144,6 +144,7 @@ impl SourceConfig for ListConfig {
             state: Position::Start,
             done: false,
             sorted: VecDeque::new(),
+            settle: None,
         }))
     }
 }
@@ -174,6 +175,8 @@ struct ListSource {
     done: bool,
     /// Incremental: the rows of the window read last, sorted, not yet delivered.
     sorted: VecDeque<incremental::Held>,
+    /// Incremental: where records are recent enough to be left for the next run.
+    settle: Option<incremental::SettleLimit>,
 }
 
 fn unavailable(e: B24Error) -> Fatal {
@@ -373,16 +376,17 @@ impl Source for ListSource {
         base.insert("select".into(), Json::Array(select));
         if let Some(inc) = &self.cfg.incremental {
             // Records changed while we run (our own status write-backs among them) are left
-            // for the next run; see `settle_secs`. Measured on the portal's clock, which
-            // stamps DATE_MODIFY: a host clock running ahead must not shorten the window.
-            let portal_now = self
-                .client
-                .portal_now()
-                .await
-                .map_err(|e| e.fatal_in(SYSTEM, "server.time"))?;
-            let until = portal_now - chrono::Duration::seconds(inc.settle_secs as i64);
-            base["filter"][format!("<={}", inc.field)] =
-                Json::from(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
+            // for the next run; see `settle_secs`. The portal's clock stamps DATE_MODIFY, so the
+            // limit is finally measured on it (`incremental::SettleLimit`); the filter sent
+            // before any answer told that clock uses the host's, and rows past the portal's
+            // limit are dropped when a window is delivered. No extra request for the time.
+            let limit = incremental::SettleLimit::start(inc.settle_secs, self.client.portal_now());
+            base["filter"][format!("<={}", inc.field)] = Json::from(
+                limit
+                    .server_bound()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            );
+            self.settle = Some(limit);
             self.state = match cursor {
                 Some(c) if c["date"].is_string() => Position::Window(incremental::Window::resume(
                     as_text(&c["date"]),
