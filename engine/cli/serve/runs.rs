@@ -1,5 +1,6 @@
 //! Starting runs, whoever asks: a `/run/<pipeline>` request or the schedule. Both go through
-//! [`try_start`], so one pipeline never runs twice at once inside one serve.
+//! [`try_start`], so one pipeline never runs twice at once, in one serve or across the
+//! processes that share its state (serve replicas on one PostgreSQL, `etl run`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,15 +13,21 @@ use super::{Server, answer, error};
 use crate::config::{self, LoadOptions};
 use crate::connectors;
 use crate::runtime::executor::{self, RunOptions, RunReport};
+use crate::state::Lease;
+use crate::state::lease::already_running;
 
-/// Held while a pipeline runs in this serve; dropping it lets the pipeline start again.
+/// Held while a pipeline runs in this serve: its slot here and its lease in the state store.
+/// Dropping it releases both, the lease first, so that the pipeline is free everywhere by the
+/// time this serve would admit it again.
 pub struct RunGuard {
     server: Arc<Server>,
     pipeline: String,
+    lease: Option<Lease>,
 }
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
+        self.lease.take();
         self.server
             .running
             .lock()
@@ -29,21 +36,59 @@ impl Drop for RunGuard {
     }
 }
 
-/// Admit a run of `pipeline`, or `None` while one is going on.
+/// Why a run was not admitted.
+pub enum Refused {
+    /// The pipeline is running, in this serve or in a process holding its lease (the message
+    /// says which, and who).
+    Running(String),
+    /// The state store could not be asked for the lease.
+    Store(String),
+}
+
+/// Admit a run of `pipeline`, or say why not.
 ///
-/// The one gate for every run this serve starts. Today it is exclusive within the process;
-/// the state store's lease (several replicas on one PostgreSQL) belongs here too: take it after
-/// the in-process slot, keep it in the guard, release it on drop.
-pub fn try_start(server: &Arc<Server>, pipeline: &str) -> Option<RunGuard> {
+/// The one gate for every run this serve starts (`/run` and schedule ticks). The in-process
+/// slot keeps two runs in this serve apart without a round trip; the state store's lease keeps
+/// apart every process on the same state: other serve replicas, `etl run` from cron. The lease
+/// belongs to this process, so a serve killed mid-run loses it with its PostgreSQL session (or
+/// its file lock on SQLite).
+pub async fn try_start(server: &Arc<Server>, pipeline: &str) -> Result<RunGuard, Refused> {
     let admitted = server
         .running
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(pipeline.to_string());
-    admitted.then(|| RunGuard {
+    if !admitted {
+        return Err(Refused::Running(format!(
+            "pipeline `{pipeline}` is already running; try again when it has finished"
+        )));
+    }
+    // From here on, a refusal drops the guard and so frees the slot.
+    let mut guard = RunGuard {
         server: server.clone(),
         pipeline: pipeline.to_string(),
+        lease: None,
+    };
+    let (store, name) = (server.store.clone(), pipeline.to_string());
+    // The store blocks (a PostgreSQL lease opens a connection of its own): off the async threads.
+    let lease = tokio::task::spawn_blocking(move || match store.try_lease(&name) {
+        Ok(Some(lease)) => Ok(lease),
+        Ok(None) => {
+            let holder = store.lease_holder(&name).ok().flatten();
+            Err(Refused::Running(already_running(&name, holder)))
+        }
+        Err(e) => Err(Refused::Store(format!(
+            "cannot take the pipeline's lease: {e}"
+        ))),
     })
+    .await
+    .unwrap_or_else(|e| {
+        Err(Refused::Store(format!(
+            "cannot take the pipeline's lease: {e}"
+        )))
+    })?;
+    guard.lease = Some(lease);
+    Ok(guard)
 }
 
 /// How a run that was admitted ended, short of a report.
@@ -170,11 +215,12 @@ pub async fn run_pipeline(
         Ok(s) => s,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let Some(_guard) = try_start(&server, &name) else {
-        return error(
-            StatusCode::CONFLICT,
-            format!("pipeline `{name}` is already running; try again when it has finished"),
-        );
+    let _guard = match try_start(&server, &name).await {
+        Ok(guard) => guard,
+        Err(Refused::Running(message)) => return error(StatusCode::CONFLICT, message),
+        Err(Refused::Store(message)) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
+        }
     };
     tracing::info!(pipeline = name, ?sets, "run requested");
     match execute(&server, file, sets).await {
