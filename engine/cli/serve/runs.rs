@@ -52,7 +52,14 @@ pub enum Refused {
 /// apart every process on the same state: other serve replicas, `etl run` from cron. The lease
 /// belongs to this process, so a serve killed mid-run loses it with its PostgreSQL session (or
 /// its file lock on SQLite).
-pub async fn try_start(server: &Arc<Server>, pipeline: &str) -> Result<RunGuard, Refused> {
+///
+/// `pipeline` is the file's name (the slot, as `/run/<name>` and the index say it); the lease is
+/// on `state_name`, the pipeline's `name:`, as `etl run` takes it and the state keys it.
+pub async fn try_start(
+    server: &Arc<Server>,
+    pipeline: &str,
+    state_name: &str,
+) -> Result<RunGuard, Refused> {
     let admitted = server
         .running
         .lock()
@@ -69,7 +76,7 @@ pub async fn try_start(server: &Arc<Server>, pipeline: &str) -> Result<RunGuard,
         pipeline: pipeline.to_string(),
         lease: None,
     };
-    let (store, name) = (server.store.clone(), pipeline.to_string());
+    let (store, name) = (server.store.clone(), state_name.to_string());
     // The store blocks (a PostgreSQL lease opens a connection of its own): off the async threads.
     let lease = tokio::task::spawn_blocking(move || match store.try_lease(&name) {
         Ok(Some(lease)) => Ok(lease),
@@ -135,6 +142,8 @@ pub async fn execute(
 
 /// What a pipeline file offers `etl serve`, read without running it.
 pub struct Declared {
+    /// The pipeline's `name:`, which keys its state and lease.
+    pub name: String,
     pub serve_settings: Vec<String>,
     pub schedule: Option<crate::runtime::schedule::Schedule>,
 }
@@ -144,6 +153,7 @@ pub async fn declared(file: PathBuf) -> Result<Declared, String> {
     tokio::task::spawn_blocking(move || {
         config::load(&file, connectors::registry(), &LoadOptions::default())
             .map(|p| Declared {
+                name: p.name,
                 serve_settings: p.serve_settings,
                 schedule: p.schedule,
             })
@@ -215,7 +225,7 @@ pub async fn run_pipeline(
         Ok(s) => s,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let _guard = match try_start(&server, &name).await {
+    let _guard = match try_start(&server, &name, &declared.name).await {
         Ok(guard) => guard,
         Err(Refused::Running(message)) => return error(StatusCode::CONFLICT, message),
         Err(Refused::Store(message)) => {

@@ -29,7 +29,11 @@ pub async fn start(server: &Arc<Server>) -> Vec<String> {
                         tz = %schedule.tz,
                         "scheduled"
                     );
-                    tokio::spawn(tick(server.clone(), name.clone(), file, schedule));
+                    let names = Names {
+                        file: name.clone(),
+                        state: d.name,
+                    };
+                    tokio::spawn(tick(server.clone(), names, file, schedule));
                     scheduled.push(name);
                 }
             }
@@ -48,14 +52,23 @@ pub async fn start(server: &Arc<Server>) -> Vec<String> {
 const TICKS_TABLE: &str = "serve.schedule";
 const LAST_TICK: &str = "last_tick";
 
-async fn tick(server: Arc<Server>, name: String, file: PathBuf, schedule: Schedule) {
+/// A scheduled pipeline's file name (its slot in this serve) and its `name:` (its state, lease
+/// and tick record).
+#[derive(Clone)]
+struct Names {
+    file: String,
+    state: String,
+}
+
+async fn tick(server: Arc<Server>, names: Names, file: PathBuf, schedule: Schedule) {
+    let name = names.file.clone();
     let mut previous = Utc::now();
     // `max`: a timer that fires a hair early must not give the same tick twice.
     while let Some(next) = schedule.next_after(Utc::now().max(previous)) {
         previous = next;
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
-        let guard = match try_start(&server, &name).await {
+        let guard = match try_start(&server, &names.file, &names.state).await {
             Ok(guard) => guard,
             // Several replicas wake at each tick and all but one find the lease taken: routine.
             Err(Refused::Running(why)) => {
@@ -72,7 +85,7 @@ async fn tick(server: Arc<Server>, name: String, file: PathBuf, schedule: Schedu
                 continue;
             }
         };
-        match claim(&server, &name, next).await {
+        match claim(&server, &names.state, next).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(
