@@ -15,6 +15,7 @@ mod core_validate;
 mod editor;
 mod email;
 mod faults;
+mod fleet;
 mod ops;
 mod reports;
 mod reports_bench;
