@@ -273,3 +273,47 @@ fn a_replica_killed_mid_run_leaves_the_run_to_another_one() {
         "a run finished: {runs}"
     );
 }
+
+#[test]
+fn run_of_a_pipeline_leased_elsewhere_is_409_naming_the_holder() {
+    use crate::serve::{TOKEN, get_text, serve};
+    let s = Scratch::new();
+    let d = s.dir.path().display();
+    s.write("in.jsonl", "{\"ID\": \"1\"}\n");
+    s.write(
+        "pipelines/once.yaml",
+        &format!(
+            "name: once\nsource: {{type: jsonl, path: {d}/in.jsonl, key: $.ID}}\nsinks:\n  - {{type: jsonl, path: {d}/out.jsonl}}\n"
+        ),
+    );
+    let mut states = vec![("sqlite", s.state())];
+    if let Some(base) = testing::postgres_url() {
+        let url = testing::fresh_postgres_schema(&base, "fleet_409");
+        states.push(("postgres", PathBuf::from(url)));
+    }
+    for (backend, state) in states {
+        let server = serve(&s.path("pipelines"), &state, Some(TOKEN));
+        let bearer = format!("Bearer {TOKEN}");
+        let store = Store::open(&state).unwrap();
+        let lease = store.try_lease("once").unwrap().expect("the lease is free");
+        let (status, body) = get_text(&server.addr, "/run/once", Some(&bearer));
+        assert_eq!(status, 409, "{backend}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["success"], false, "{backend}: {body}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("ERROR: pipeline `once` is already running (lease held since ")
+                && message.ends_with(&format!("/pid {})", std::process::id())),
+            "{backend}: {message}"
+        );
+        assert!(!s.path("out.jsonl").exists(), "{backend}: nothing ran");
+        drop(lease);
+        let (status, body) = get_text(&server.addr, "/run/once", Some(&bearer));
+        assert_eq!(status, 200, "{backend}: {body}");
+        assert!(
+            store.try_lease("once").unwrap().is_some(),
+            "{backend}: the run released its lease"
+        );
+        std::fs::remove_file(s.path("out.jsonl")).unwrap();
+    }
+}
