@@ -8,9 +8,10 @@
 //!   without one, the run summary). Query parameters set the settings the pipeline lists in
 //!   `serve_settings:` (`?update_db` sets `settings.update_db=true`, `?lookback_days=14` sets
 //!   14, values are YAML); any other parameter is 400. One run per pipeline at a time: 409
-//!   while it runs. 200 when the run finished, 500 when it was aborted or the pipeline is
+//!   while it runs, here or in another process holding its lease in the state store (another
+//!   replica, `etl run`). 200 when the run finished, 500 when it was aborted or the pipeline is
 //!   invalid, 404 for an unknown pipeline.
-//! - Pipelines with a `schedule:` run at its ticks (see `schedule.rs`).
+//! - Pipelines with a `schedule:` run at its ticks, once across replicas (see `schedule.rs`).
 //! - `GET /healthz` and `GET /metrics` (Prometheus text) need no token.
 
 mod auth;
