@@ -174,6 +174,14 @@ impl OtmSink {
         }
     }
 
+    /// One record's look-up and write.
+    async fn one(&self, w: &Write, ctx: &RunCtx) -> Outcome {
+        match self.entity {
+            Entity::Client => self.upsert_client(&w.key, &w.payload, ctx).await,
+            Entity::Ticket => self.ticket(&w.key, &w.payload, ctx).await,
+        }
+    }
+
     async fn ticket(&self, origin: &str, body: &Json, ctx: &RunCtx) -> Outcome {
         match self.api.find("tickets", origin).await {
             // An existing ticket is left alone (seed 001, DEAL_SYNC_JOB step 10).
@@ -211,15 +219,17 @@ impl Sink for OtmSink {
         writes: &[Write],
         ctx: &RunCtx,
     ) -> Result<Vec<Result<Json, String>>, Fatal> {
-        let mut out = Vec::with_capacity(writes.len());
-        for w in writes {
-            let result = match self.entity {
-                Entity::Client => self.upsert_client(&w.key, &w.payload, ctx).await?,
-                Entity::Ticket => self.ticket(&w.key, &w.payload, ctx).await?,
-            };
-            out.push(result);
-        }
-        Ok(out)
+        // Records side by side, each one's look-up and write in order; answers in write order.
+        // The first fatal answer ends the run: records still in flight are not done, their
+        // fingerprints not committed, and the next run looks them up again before writing.
+        use futures::FutureExt as _;
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let records: Vec<futures::future::BoxFuture<'_, Outcome>> =
+            writes.iter().map(|w| self.one(w, ctx).boxed()).collect();
+        stream::iter(records)
+            .buffered(self.api.concurrency())
+            .try_collect()
+            .await
     }
 
     fn describe(&self, w: &Write) -> String {
