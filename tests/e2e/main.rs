@@ -17,6 +17,7 @@ mod ops;
 mod reports;
 mod reports_bench;
 mod seed001;
+mod seed001_batches;
 mod smtp;
 mod smtp_sink;
 mod table;
