@@ -4,6 +4,10 @@
 //! batch's cursor and source fingerprints only after all its effects (sinks and hooks) are done.
 //! After a `kill -9` the unfinished batch is read again; its writes that already happened are
 //! recognised by their fingerprints and not repeated.
+//!
+//! Hooks that batch their writes (status write-backs, see `pending`) are queued and sent in
+//! full requests while the next batch is read and written; the checkpoint then trails behind
+//! them: it covers the longest run of records, in source order, whose writes are all answered.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -324,12 +328,13 @@ async fn drive(
             on_success: &p.on_success,
             on_error: &p.on_error,
         };
-        let (answers, next) = tokio::join!(
+        // The first failure of either ends the run at once; what the other had in flight is
+        // not done, so it is not checkpointed and the next run does it again (idempotently).
+        let (answers, next) = tokio::try_join!(
             pending::flush(jobs, ctx),
             next_prepared(p.source.as_mut(), &p.steps, &p.sinks, hooks, ctx)
-        );
-        deferred.apply(answers?);
-        let next = next?;
+        )?;
+        deferred.apply(answers);
         complete(p, ctx, journal, progress, deferred.take_done())?;
         match next {
             Some(prepared) => deferred.admit(prepared),
