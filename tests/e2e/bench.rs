@@ -159,7 +159,7 @@ fn bench_seed001_first_and_second_sync() {
             ])
             .arg(s.path("j.json"));
             let (out, t, mem) = timed(&mut cmd);
-            assert!(out.status.success(), "{}", stdout(&out));
+            assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
             let u1 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
             println!(
                 "{round} run, {pipeline}: {} | Bitrix24 {} requests ({} status writes, {} QUERY_LIMIT_EXCEEDED so far) | otmechalka {} requests ({} writes) | {:.1} s | peak {mem}",
