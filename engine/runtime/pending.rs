@@ -119,7 +119,8 @@ impl Deferred {
     /// Apply the answers: a failed write fails its record, whose effects are then incomplete.
     pub fn apply(&mut self, answers: Vec<Answer>) {
         for a in answers {
-            let Some((item, open)) = self.waiting.get_mut((a.seq - self.first_seq) as usize) else {
+            let at = a.seq.checked_sub(self.first_seq).map(|n| n as usize);
+            let Some((item, open)) = at.and_then(|n| self.waiting.get_mut(n)) else {
                 continue;
             };
             *open = open.saturating_sub(1);

@@ -202,10 +202,12 @@ fn print_write_figures(
     let floor = requests.saturating_sub(50) as f64 / 2.0;
     let secs = t.as_secs_f64();
     println!(
-        "  Bitrix24: {writes} write requests ({} full of 50, last {:?}), {} read requests; floor {floor:.1} s, wall {secs:.1} s ({:+.1} %); {:.1} updates/s; otmechalka max in flight {}",
+        "  Bitrix24: {writes} write requests ({} full of 50, last {:?}), {} read requests, refused: {} with 503, {} with 429; floor {floor:.1} s, wall {secs:.1} s ({:+.1} %); {:.1} updates/s; otmechalka max in flight {}",
         sizes.iter().filter(|&&n| n == 50).count(),
         sizes.last(),
         requests - writes as u64,
+        emu.responses_with_status(503),
+        emu.responses_with_status(429),
         if floor > 0.0 {
             (secs / floor - 1.0) * 100.0
         } else {
