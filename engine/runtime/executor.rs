@@ -6,6 +6,10 @@
 //! all its effects (sinks and hooks) are done. After an abort or a `kill -9` the unfinished batch
 //! is read again; its writes that already happened are recognised by their fingerprints and not
 //! repeated. A record whose hook failed keeps its source fingerprint uncommitted.
+//!
+//! Hooks that batch their writes (status write-backs, see `pending`) are queued and sent in
+//! full requests while the next batch is read and written; the checkpoint then trails behind
+//! them: it covers the longest run of records, in source order, whose writes are all answered.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use super::journal::{self, Counts, Journal};
+use super::pending::{self, Deferrable, Deferred, Prepared};
 use super::plan::{Labeled, Pipeline};
 use super::progress::Progress;
 use super::{Fatal, Item, Outcome, RunCtx, Write};
@@ -335,41 +340,143 @@ async fn drive(
         None => None,
     };
     p.source.open(ctx, cursor).await?;
-    while let Some(batch) = p.source.next_batch(ctx).await? {
-        if batch.is_empty() {
-            continue;
+    // Batched hook writes (status write-backs) go out while the next records are read and
+    // written; records complete, in order, once all their writes are answered.
+    let mut deferred = Deferred::default();
+    loop {
+        let jobs = deferred.take_full();
+        let hooks = Hooks {
+            on_success: &p.on_success,
+            on_error: &p.on_error,
+        };
+        // The first failure of either ends the run at once; what the other had in flight is
+        // not done, so it is not checkpointed and the next run does it again (idempotently).
+        let (answers, next) = tokio::try_join!(
+            pending::flush(jobs, ctx),
+            next_prepared(p.source.as_mut(), &p.steps, &p.sinks, hooks, ctx)
+        )?;
+        deferred.apply(answers);
+        complete(p, ctx, journal, progress, deferred.take_done())?;
+        match next {
+            Some(prepared) => deferred.admit(prepared),
+            None => break,
         }
-        let mut items: Vec<Item> = batch.into_iter().map(Item::new).collect();
-        for step in &p.steps {
-            step.process(&mut items, ctx).await?;
-        }
-        run_sinks(&p.sinks, &mut items, ctx, Phase::Sinks).await?;
-        for item in items.iter_mut().filter(|i| i.pending()) {
-            item.outcome = Outcome::Ok;
-        }
-        // Records that failed before the hooks get `on_error`; a failed `on_success` does not.
-        let on_error: Vec<usize> = items
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| matches!(i.outcome, Outcome::Failed(_)))
-            .map(|(n, _)| n)
-            .collect();
-        run_sinks(&p.on_success, &mut items, ctx, Phase::OnSuccess).await?;
-        run_hooks_for(&p.on_error, &mut items, ctx, &on_error).await?;
-        for item in &mut items {
-            if item.outcome == Outcome::Ok && item.writes > 0 && item.unchanged == item.writes {
-                item.skip(UNCHANGED);
-            }
-        }
-        checkpoint(p, ctx, &items)?;
-        for item in &items {
-            journal.record(item);
-        }
-        progress.advance(items.len() as u64, &journal.counts.to_string());
+        complete(p, ctx, journal, progress, deferred.take_done())?;
     }
+    let last = deferred.take_all();
+    deferred.apply(pending::flush(last, ctx).await?);
+    complete(p, ctx, journal, progress, deferred.take_done())?;
     for labeled in p.sinks.iter().chain(&p.on_success).chain(&p.on_error) {
         labeled.sink.finish(ctx).await?;
     }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Hooks<'a> {
+    on_success: &'a [Labeled],
+    on_error: &'a [Labeled],
+}
+
+/// The next batch through the steps and the sinks, with its hooks run (or queued, for hooks
+/// that batch their writes); `None` when the source is exhausted.
+async fn next_prepared(
+    source: &mut dyn super::Source,
+    steps: &[Arc<dyn super::Step>],
+    sinks: &[Labeled],
+    hooks: Hooks<'_>,
+    ctx: &RunCtx,
+) -> Result<Option<Prepared>, Fatal> {
+    let batch = loop {
+        match source.next_batch(ctx).await? {
+            None => return Ok(None),
+            Some(batch) if batch.is_empty() => continue,
+            Some(batch) => break batch,
+        }
+    };
+    let mut items: Vec<Item> = batch.into_iter().map(Item::new).collect();
+    for step in steps {
+        step.process(&mut items, ctx).await?;
+    }
+    run_sinks(sinks, &mut items, ctx).await?;
+    for item in items.iter_mut().filter(|i| i.pending()) {
+        item.outcome = Outcome::Ok;
+    }
+    let failed_before_hooks: Vec<bool> = items
+        .iter()
+        .map(|i| matches!(i.outcome, Outcome::Failed(_)))
+        .collect();
+    let mut queued = Vec::new();
+    for labeled in hooks.on_success {
+        let selected: Vec<usize> = (0..items.len())
+            .filter(|&n| items[n].outcome == Outcome::Ok)
+            .collect();
+        hook(labeled, &mut items, ctx, &selected, &mut queued).await?;
+    }
+    for (item, failed) in items.iter_mut().zip(&failed_before_hooks) {
+        item.hook_failed |= !failed && matches!(item.outcome, Outcome::Failed(_));
+    }
+    let on_error: Vec<usize> = (0..items.len())
+        .filter(|&n| failed_before_hooks[n])
+        .collect();
+    for labeled in hooks.on_error {
+        hook(labeled, &mut items, ctx, &on_error, &mut queued).await?;
+    }
+    Ok(Some(Prepared {
+        items,
+        writes: queued,
+    }))
+}
+
+/// A hook over the selected items: written now, or queued when it batches its writes (never
+/// in a dry run, whose lines are printed batch by batch).
+async fn hook(
+    labeled: &Labeled,
+    items: &mut [Item],
+    ctx: &RunCtx,
+    selected: &[usize],
+    queued: &mut Vec<Deferrable>,
+) -> Result<(), Fatal> {
+    let batching = labeled.sink.batching().filter(|_| !ctx.dry_run);
+    let Some(batching) = batching else {
+        return write_through(labeled, items, ctx, selected, true).await;
+    };
+    let scope = format!("sink:{}", labeled.label);
+    for (write, hash) in fresh_writes(labeled, items, ctx, selected)? {
+        queued.push(Deferrable {
+            index: write.index,
+            group: batching.group.clone(),
+            size: batching.size,
+            sink: labeled.sink.clone(),
+            label: labeled.label.clone(),
+            fingerprint: (!hash.is_empty()).then(|| (scope.clone(), hash)),
+            write,
+        });
+    }
+    Ok(())
+}
+
+/// Records done: marked unchanged where all their writes were, checkpointed, journaled.
+fn complete(
+    p: &Pipeline,
+    ctx: &RunCtx,
+    journal: &mut Journal,
+    progress: &Progress,
+    mut items: Vec<Item>,
+) -> Result<(), Fatal> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    for item in &mut items {
+        if item.outcome == Outcome::Ok && item.writes > 0 && item.unchanged == item.writes {
+            item.skip(UNCHANGED);
+        }
+    }
+    checkpoint(p, ctx, &items)?;
+    for item in &items {
+        journal.record(item);
+    }
+    progress.advance(items.len() as u64, &journal.counts.to_string());
     Ok(())
 }
 
@@ -397,65 +504,78 @@ fn checkpoint(p: &Pipeline, ctx: &RunCtx, items: &[Item]) -> Result<(), Fatal> {
         .map_err(|e| Fatal::unavailable("state", e))
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Phase {
-    Sinks,
-    OnSuccess,
-    OnError,
-}
-
-impl Phase {
-    /// A record fails in this phase. A failed hook means the record's effects are incomplete:
-    /// its source fingerprint is not remembered, so it is synced again.
-    fn fail(self, item: &mut Item, reason: String) {
-        item.fail(reason);
-        item.hook_failed |= self != Phase::Sinks;
-    }
-}
-
-async fn run_sinks(
-    sinks: &[Labeled],
-    items: &mut [Item],
-    ctx: &RunCtx,
-    phase: Phase,
-) -> Result<(), Fatal> {
+async fn run_sinks(sinks: &[Labeled], items: &mut [Item], ctx: &RunCtx) -> Result<(), Fatal> {
     for labeled in sinks {
         let selected: Vec<usize> = items
             .iter()
             .enumerate()
-            .filter(|(_, i)| match phase {
-                Phase::Sinks => i.pending(),
-                Phase::OnSuccess | Phase::OnError => i.outcome == Outcome::Ok,
-            })
+            .filter(|(_, i)| i.pending())
             .map(|(n, _)| n)
             .collect();
-        write_through(labeled, items, ctx, &selected, phase).await?;
-    }
-    Ok(())
-}
-
-async fn run_hooks_for(
-    hooks: &[Labeled],
-    items: &mut [Item],
-    ctx: &RunCtx,
-    selected: &[usize],
-) -> Result<(), Fatal> {
-    for labeled in hooks {
-        write_through(labeled, items, ctx, selected, Phase::OnError).await?;
+        write_through(labeled, items, ctx, &selected, false).await?;
     }
     Ok(())
 }
 
 /// Prepare, skip what is unchanged, write (or describe, in a dry run), remember what was written.
 /// A write is remembered as soon as it is confirmed, even when a later write of the same batch
-/// ends the run: the run after the abort does not repeat it.
+/// ends the run: the run after the abort does not repeat it. A failed hook (`hook`) leaves the
+/// record's effects incomplete, so its source fingerprint is not remembered.
 async fn write_through(
     labeled: &Labeled,
     items: &mut [Item],
     ctx: &RunCtx,
     selected: &[usize],
-    phase: Phase,
+    hook: bool,
 ) -> Result<(), Fatal> {
+    let sink = &labeled.sink;
+    let scope = format!("sink:{}", labeled.label);
+    let remember = ctx.state.is_some() && sink.skip_unchanged();
+    let fresh = fresh_writes(labeled, items, ctx, selected)?;
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    if ctx.dry_run {
+        let label = sink.dry_run_label().unwrap_or(&labeled.label);
+        for (w, _) in &fresh {
+            println!("[dry-run] {label}: {}", redact(&sink.describe(w)));
+        }
+        return Ok(());
+    }
+    let (batch, hashes): (Vec<Write>, Vec<String>) = fresh.into_iter().unzip();
+    let written = sink.write_confirmed(&batch, ctx).await;
+    let mut done = Vec::new();
+    for ((w, hash), result) in batch.into_iter().zip(hashes).zip(written.results) {
+        match result {
+            Ok(_) if remember => done.push((scope.clone(), w.key, hash)),
+            Ok(_) => {}
+            Err(reason) => {
+                let item = &mut items[w.index];
+                item.fail(format!("{}: {}", labeled.label, redact(&reason)));
+                item.hook_failed |= hook;
+            }
+        }
+    }
+    if let (Some(store), true) = (&ctx.state, remember) {
+        store
+            .commit(&ctx.pipeline, &done, None)
+            .map_err(|e| Fatal::unavailable("state", e))?;
+    }
+    match written.stopped {
+        Some(fatal) => Err(fatal),
+        None => Ok(()),
+    }
+}
+
+/// The writes of a sink for the selected items that differ from the last confirmed one for
+/// their key, each with its fingerprint (empty when the sink's writes are not remembered).
+/// A write identical to the last one counts as unchanged for its item.
+fn fresh_writes(
+    labeled: &Labeled,
+    items: &mut [Item],
+    ctx: &RunCtx,
+    selected: &[usize],
+) -> Result<Vec<(Write, String)>, Fatal> {
     let sink = &labeled.sink;
     let mut writes: Vec<Write> = Vec::with_capacity(selected.len());
     // Sinks that look at no template (a file sink writing the record) are spared the scope.
@@ -473,7 +593,7 @@ async fn write_through(
                 writes.push(w);
             }
             Ok(None) => {}
-            Err(reason) => phase.fail(&mut items[n], format!("{}: {reason}", labeled.label)),
+            Err(reason) => items[n].fail(format!("{}: {reason}", labeled.label)),
         }
     }
     let scope = format!("sink:{}", labeled.label);
@@ -505,36 +625,5 @@ async fn write_through(
             fresh.push((w, hash));
         }
     }
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    if ctx.dry_run {
-        let label = sink.dry_run_label().unwrap_or(&labeled.label);
-        for (w, _) in &fresh {
-            println!("[dry-run] {label}: {}", redact(&sink.describe(w)));
-        }
-        return Ok(());
-    }
-    let (batch, hashes): (Vec<Write>, Vec<String>) = fresh.into_iter().unzip();
-    let written = sink.write_confirmed(&batch, ctx).await;
-    let mut done = Vec::new();
-    for ((w, hash), result) in batch.into_iter().zip(hashes).zip(written.results) {
-        match result {
-            Ok(_) if remember => done.push((scope.clone(), w.key, hash)),
-            Ok(_) => {}
-            Err(reason) => phase.fail(
-                &mut items[w.index],
-                format!("{}: {}", labeled.label, redact(&reason)),
-            ),
-        }
-    }
-    if let (Some(store), true) = (&ctx.state, remember) {
-        store
-            .commit(&ctx.pipeline, &done, None)
-            .map_err(|e| Fatal::unavailable("state", e))?;
-    }
-    match written.stopped {
-        Some(fatal) => Err(fatal),
-        None => Ok(()),
-    }
+    Ok(fresh)
 }

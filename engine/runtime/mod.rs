@@ -7,6 +7,7 @@ pub mod error;
 pub mod executor;
 pub mod journal;
 pub mod metrics;
+pub mod pending;
 pub mod plan;
 pub mod progress;
 pub mod schedule;
@@ -355,6 +356,16 @@ impl Written {
     }
 }
 
+/// How a hook's writes may be gathered (see [`Sink::batching`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batching {
+    /// Hooks that name the same group send each other's writes in one request: they make the
+    /// same call on the same connection (`crm.contact.update` of `on_success` and `on_error`).
+    pub group: String,
+    /// Writes per request: a group is sent when this many wait, and at the end of the run.
+    pub size: usize,
+}
+
 /// Where records go: otmechalka, Bitrix24, files, e-mail... Also used for `on_success`/`on_error` hooks.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -399,6 +410,12 @@ pub trait Sink: Send + Sync {
     /// Whether a write identical to the last successful one for the same key is skipped.
     fn skip_unchanged(&self) -> bool {
         true
+    }
+    /// As a hook: its writes may wait and go out together, `size` to a request, while the run
+    /// reads and writes the next records (Bitrix24 status write-backs, 50 commands to a batch).
+    /// `None`: written at once, batch by batch.
+    fn batching(&self) -> Option<Batching> {
+        None
     }
     /// Flush at the end of a run (files).
     async fn finish(&self, _ctx: &RunCtx) -> Result<(), Fatal> {

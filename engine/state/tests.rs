@@ -359,9 +359,19 @@ fn a_dropped_postgres_connection_is_reopened() {
     let kill = format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
     );
+    let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'");
     std::thread::spawn(move || {
         let mut c = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
         c.batch_execute(&kill).unwrap();
+        // pg_terminate_backend only signals: wait (bounded) until the backend is gone, so the
+        // store's next call meets the cut connection rather than racing it.
+        for _ in 0..100 {
+            let left: i64 = c.query_one(gone.as_str(), &[]).unwrap().get(0);
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     })
     .join()
     .unwrap();

@@ -120,7 +120,14 @@ fn bench_bitrix24_export_and_updates() {
 fn bench_seed001_first_and_second_sync() {
     let mut portal = Portal::bulk_contacts(10_000);
     portal.add_bulk_deals(15_000, 43, true);
-    let emu = b24_with(portal_config(), portal);
+    // The call log tells write requests (batches of updates) from reads.
+    let emu = b24_with(
+        EmulatorConfig {
+            log_requests: true,
+            ..portal_config()
+        },
+        portal,
+    );
     let otm = OtmechalkaEmulator::start(OtmechalkaConfig {
         latency: Duration::from_millis(5),
         max_active_clients: 100_000,
@@ -130,6 +137,9 @@ fn bench_seed001_first_and_second_sync() {
     let s = Scratch::new();
     for (round, settle) in [("first", "5"), ("second", "0")] {
         for pipeline in ["contacts.yaml", "deals.yaml"] {
+            // Counters and the call log start afresh for each run (max in flight included).
+            emu.clear_log();
+            otm.reset_counters();
             let (b0, o0, w0) = (
                 emu.http_requests(),
                 otm.counters().total,
@@ -149,7 +159,7 @@ fn bench_seed001_first_and_second_sync() {
             ])
             .arg(s.path("j.json"));
             let (out, t, mem) = timed(&mut cmd);
-            assert!(out.status.success(), "{}", stdout(&out));
+            assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
             let u1 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
             println!(
                 "{round} run, {pipeline}: {} | Bitrix24 {} requests ({} status writes, {} QUERY_LIMIT_EXCEEDED so far) | otmechalka {} requests ({} writes) | {:.1} s | peak {mem}",
@@ -162,9 +172,50 @@ fn bench_seed001_first_and_second_sync() {
                 t.as_secs_f64()
             );
             print_outcomes(&s.path("j.json"));
+            print_write_figures(&emu, &otm, u1 - u0, t);
         }
         std::thread::sleep(Duration::from_millis(1100));
     }
+}
+
+/// Issue 15 (b): write requests and their sizes, reads, the portal's floor (requests beyond the
+/// burst of 50 at 2 a second) against the wall time, and otmechalka's concurrency.
+fn print_write_figures(
+    emu: &emulators::bitrix24::BackgroundEmulator,
+    otm: &OtmechalkaEmulator,
+    updates: u64,
+    t: Duration,
+) {
+    let batches = emu.calls("batch");
+    let is_update = |v: &serde_json::Value| v.as_str().is_some_and(|s| s.contains(".update"));
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|c| {
+            c.params["cmd"]
+                .as_object()
+                .map_or(0, |m| m.values().filter(|v| is_update(v)).count())
+        })
+        .filter(|&n| n > 0)
+        .collect();
+    let requests = emu.http_requests();
+    let writes = sizes.len();
+    let floor = requests.saturating_sub(50) as f64 / 2.0;
+    let secs = t.as_secs_f64();
+    println!(
+        "  Bitrix24: {writes} write requests ({} full of 50, last {:?}), {} read requests, refused: {} with 503, {} with 429; floor {floor:.1} s, wall {secs:.1} s ({:+.1} %); {:.1} updates/s; otmechalka max in flight {}",
+        sizes.iter().filter(|&&n| n == 50).count(),
+        sizes.last(),
+        requests - writes as u64,
+        emu.responses_with_status(503),
+        emu.responses_with_status(429),
+        if floor > 0.0 {
+            (secs / floor - 1.0) * 100.0
+        } else {
+            0.0
+        },
+        updates as f64 / secs,
+        otm.counters().max_in_flight
+    );
 }
 
 /// The second-run request count at full scale without waiting for the rate limit: the same

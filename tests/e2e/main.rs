@@ -20,6 +20,7 @@ mod ops;
 mod reports;
 mod reports_bench;
 mod seed001;
+mod seed001_batches;
 mod serve;
 mod smtp;
 mod smtp_sink;

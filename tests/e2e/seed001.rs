@@ -294,10 +294,16 @@ fn otmechalka_unavailable_ends_the_run_and_the_next_run_resumes() {
     let b24 = b24(portal);
     let otm = otmechalka();
     // After 60 requests (30 clients: a GET and a POST each) otmechalka answers 503 to everything.
+    // One record at a time, so that the 60 requests are exactly 30 whole clients.
     otm.faults()
         .add(FaultRule::new(Fault::Status(503)).after(60).times(100_000));
     let s = Scratch::new();
-    let out = run_contacts(&s, &b24, &otm, &[]);
+    let out = run_contacts(
+        &s,
+        &b24,
+        &otm,
+        &["--set", "connections.otmechalka.concurrency=1"],
+    );
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -133,6 +133,10 @@ pub struct Counters {
     pub applied_writes: u64,
     /// Requests refused with 401.
     pub unauthorized: u64,
+    /// Requests being answered right now, and the most there ever were at once (a client's
+    /// concurrency as the service saw it).
+    pub in_flight: u64,
+    pub max_in_flight: u64,
 }
 
 enum Route {
@@ -224,6 +228,8 @@ impl Shared {
     fn count(&self, ep: Endpoint, is_write: bool) {
         let mut c = lock(&self.counters);
         c.total += 1;
+        c.in_flight += 1;
+        c.max_in_flight = c.max_in_flight.max(c.in_flight);
         c.writes += u64::from(is_write);
         match ep {
             Endpoint::ClientGet => c.gets += 1,
@@ -313,7 +319,7 @@ async fn handle(
     let is_write = method == Method::POST;
     shared.count(ep, is_write);
     let work = || shared.process(&method, uri.path(), &route, &headers, &body);
-    kit::respond(
+    let response = kit::respond(
         &shared.faults,
         &ep,
         is_write,
@@ -321,7 +327,10 @@ async fn handle(
         shared.config.latency,
         work,
     )
-    .await
+    .await;
+    let mut c = lock(&shared.counters);
+    c.in_flight = c.in_flight.saturating_sub(1);
+    response
 }
 
 fn router(shared: Arc<Shared>) -> Router {

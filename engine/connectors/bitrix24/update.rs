@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json, json};
 use super::client::{B24Error, Client, Kind, SYSTEM};
 use crate::config::{BuildCtx, ConnectionRef, component::SinkConfig};
 use crate::expr::Template;
-use crate::runtime::{Fatal, Item, RunCtx, Sink, Write, Written};
+use crate::runtime::{Batching, Fatal, Item, RunCtx, Sink, Write, Written};
 
 /// Update a Bitrix24 record per record (also as an `on_success` / `on_error` hook).
 #[derive(Deserialize, JsonSchema)]
@@ -65,6 +65,9 @@ impl SinkConfig for UpdateConfig {
         }))
     }
 }
+
+/// Commands a Bitrix24 `batch` takes.
+const BATCH_COMMANDS: usize = 50;
 
 struct UpdateSink {
     method: String,
@@ -184,7 +187,7 @@ impl Sink for UpdateSink {
     /// Batch by batch; the batches confirmed before Bitrix24 goes away stay confirmed.
     async fn write_confirmed(&self, writes: &[Write], _: &RunCtx) -> Written {
         let mut out = Vec::with_capacity(writes.len());
-        for chunk in writes.chunks(50) {
+        for chunk in writes.chunks(BATCH_COMMANDS) {
             let chunk: Vec<&Write> = chunk.iter().collect();
             let results = match self.send(&chunk).await {
                 Ok(results) => results,
@@ -204,6 +207,20 @@ impl Sink for UpdateSink {
             results: out,
             stopped: None,
         }
+    }
+
+    /// As a hook, 50 updates to a batch (Bitrix24's limit of commands), sent while the run goes
+    /// on. Every update of one method on one connection is the same call, whichever hook made
+    /// it, so `on_success` and `on_error` fill the same batches.
+    fn batching(&self) -> Option<Batching> {
+        Some(Batching {
+            group: format!(
+                "bitrix24.update {:p} {}",
+                Arc::as_ptr(&self.client),
+                self.method
+            ),
+            size: BATCH_COMMANDS,
+        })
     }
 
     fn describe(&self, w: &Write) -> String {

@@ -16,6 +16,8 @@ pub struct Otmechalka {
     token: String,
     http: reqwest::Client,
     retries: usize,
+    /// Records written side by side (see the connection's `concurrency`).
+    concurrency: usize,
 }
 
 /// What a lookup by origin id found.
@@ -31,7 +33,17 @@ impl Otmechalka {
             token: token.to_string(),
             http: http::client(timeout),
             retries,
+            concurrency: 1,
         }
+    }
+
+    pub fn with_concurrency(mut self, concurrency: usize) -> Otmechalka {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     fn url(&self, path: &str) -> String {

@@ -33,20 +33,38 @@ pub struct OtmechalkaConnection {
     /// Bearer token.
     #[schemars(example = &"${secret:OTMECHALKA_TOKEN}")]
     pub token: String,
+    /// Requests in flight at once (records written side by side; each record's own requests
+    /// stay in order: look up, then create or update).
+    #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 64))]
+    pub concurrency: usize,
     #[serde(flatten)]
     pub transport: Transport<30, 3>,
+}
+
+fn default_concurrency() -> usize {
+    8
 }
 
 impl ConnectionConfig for OtmechalkaConnection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
         crate::secrets::register(&self.token);
+        if !(1..=64).contains(&self.concurrency) {
+            return Err(format!(
+                "otmechalka concurrency must be between 1 and 64, not {}",
+                self.concurrency
+            ));
+        }
         let url =
             url::Url::parse(self.url.trim()).map_err(|e| format!("invalid otmechalka URL: {e}"))?;
-        Ok(Arc::new(Otmechalka::new(
-            url.as_str().trim_end_matches('/'),
-            &self.token,
-            self.transport.timeout(),
-            self.transport.retries,
-        )))
+        Ok(Arc::new(
+            Otmechalka::new(
+                url.as_str().trim_end_matches('/'),
+                &self.token,
+                self.transport.timeout(),
+                self.transport.retries,
+            )
+            .with_concurrency(self.concurrency),
+        ))
     }
 }

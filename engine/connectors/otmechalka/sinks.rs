@@ -174,6 +174,14 @@ impl OtmSink {
         }
     }
 
+    /// One record's look-up and write.
+    async fn one(&self, w: &Write, ctx: &RunCtx) -> Outcome {
+        match self.entity {
+            Entity::Client => self.upsert_client(&w.key, &w.payload, ctx).await,
+            Entity::Ticket => self.ticket(&w.key, &w.payload, ctx).await,
+        }
+    }
+
     async fn ticket(&self, origin: &str, body: &Json, ctx: &RunCtx) -> Outcome {
         match self.api.find("tickets", origin).await {
             // An existing ticket is left alone (seed 001, DEAL_SYNC_JOB step 10).
@@ -214,16 +222,20 @@ impl Sink for OtmSink {
         self.write_confirmed(writes, ctx).await.into_result()
     }
 
-    /// One by one; when otmechalka goes away, the clients and tickets written before stay
-    /// confirmed (and are not sent again by the next run).
+    /// Records side by side (`concurrency` of the connection), each one's look-up and write in
+    /// order; answers in write order. The first fatal answer ends the run: what was confirmed
+    /// before it stays confirmed (and is not sent again by the next run); records still in
+    /// flight are not done, and the next run looks them up again before writing.
     async fn write_confirmed(&self, writes: &[Write], ctx: &RunCtx) -> Written {
+        use futures::FutureExt as _;
+        use futures::stream::{self, StreamExt};
+        // Collected first: a closure in the stream would need a lifetime `async_trait` cannot name.
+        let records: Vec<futures::future::BoxFuture<'_, Outcome>> =
+            writes.iter().map(|w| self.one(w, ctx).boxed()).collect();
+        let mut answers = stream::iter(records).buffered(self.api.concurrency());
         let mut out = Vec::with_capacity(writes.len());
-        for w in writes {
-            let result = match self.entity {
-                Entity::Client => self.upsert_client(&w.key, &w.payload, ctx).await,
-                Entity::Ticket => self.ticket(&w.key, &w.payload, ctx).await,
-            };
-            match result {
+        while let Some(answer) = answers.next().await {
+            match answer {
                 Ok(r) => out.push(r),
                 Err(fatal) => return Written::until(out, fatal),
             }
