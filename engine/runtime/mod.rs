@@ -11,6 +11,7 @@ pub mod pending;
 pub mod plan;
 pub mod progress;
 pub mod schedule;
+mod summary;
 
 use std::sync::{Arc, LazyLock};
 
