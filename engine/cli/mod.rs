@@ -314,6 +314,7 @@ async fn run(args: RunArgs) -> u8 {
         dry_run: args.dry_run,
         journal: args.journal,
         progress: args.progress,
+        ..Default::default()
     };
     let outcome = executor::run(pipeline, Some(store.clone()), &opts).await;
     // For the "state operations per record" figure of the benchmarks.

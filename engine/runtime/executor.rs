@@ -28,10 +28,16 @@ use super::{Fatal, Item, Outcome, RunCtx, Write};
 use crate::secrets::redact;
 use crate::state::{self, Store};
 
+#[derive(Default)]
 pub struct RunOptions {
     pub dry_run: bool,
     pub journal: Option<PathBuf>,
     pub progress: bool,
+    /// What the caller hands the run (see [`RunCtx::input`]).
+    pub input: Option<Arc<serde_json::Value>>,
+    /// Which attempt at the same input this is (1 for the first): `run.attempt` in templates,
+    /// so that a write can look for what an earlier, interrupted attempt created.
+    pub attempt: u32,
 }
 
 pub struct RunReport {
@@ -42,6 +48,8 @@ pub struct RunReport {
     pub summary: serde_json::Value,
     /// The pipeline's `journal:` template rendered over the summary (what `etl serve` answers).
     pub journal: Option<serde_json::Value>,
+    /// What the source answers the caller (see [`super::Source::settle`]).
+    pub answer: Option<serde_json::Value>,
 }
 
 pub const UNCHANGED: &str = "unchanged since last sync";
@@ -119,6 +127,9 @@ async fn run_traced(
     }
     progress.finish();
     let aborted = result.err();
+    if let Some(fatal) = &aborted {
+        pipeline.source.settle(&ctx, Err(fatal));
+    }
     let report = ctx.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let summary = json!({
         "finished_at": chrono::Local::now().fixed_offset().to_rfc3339(),
@@ -166,6 +177,7 @@ async fn run_traced(
         elapsed: clock.elapsed(),
         summary,
         journal: rendered_value,
+        answer: ctx.answer.lock().unwrap_or_else(|e| e.into_inner()).take(),
     })
 }
 
@@ -180,6 +192,7 @@ fn run_ctx(
         "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         "today": started_at.format("%Y-%m-%d").to_string(),
         "dry_run": opts.dry_run,
+        "attempt": opts.attempt.max(1),
     })));
     RunCtx {
         pipeline: pipeline.name.clone(),
@@ -191,6 +204,8 @@ fn run_ctx(
         state: store,
         report: Default::default(),
         shared: Default::default(),
+        input: opts.input.clone(),
+        answer: Default::default(),
     }
 }
 
@@ -356,9 +371,10 @@ async fn hook(
     Ok(())
 }
 
-/// Records done: marked unchanged where all their writes were, checkpointed, journaled.
+/// Records done: marked unchanged where all their writes were, checkpointed, journaled, and
+/// told to the source.
 fn complete(
-    p: &Pipeline,
+    p: &mut Pipeline,
     ctx: &RunCtx,
     journal: &mut Journal,
     progress: &Progress,
@@ -376,6 +392,7 @@ fn complete(
     for item in &items {
         journal.record(item);
     }
+    p.source.settle(ctx, Ok(&items));
     progress.advance(items.len() as u64, &journal.counts.to_string());
     Ok(())
 }

@@ -39,6 +39,9 @@ pub struct Record {
     pub cursor: Option<Json>,
     /// Fingerprint of the source record to remember once the record is done (set by `skip_unchanged`).
     pub fingerprint: Option<(String, String)>,
+    /// The source found the record unusable (a required input missing): it fails with this
+    /// reason before any step runs.
+    pub rejected: Option<String>,
 }
 
 impl Record {
@@ -53,6 +56,7 @@ impl Record {
             steps: NO_STEPS.clone(),
             cursor: None,
             fingerprint: None,
+            rejected: None,
         }
     }
 
@@ -102,9 +106,13 @@ pub struct Item {
 
 impl Item {
     pub fn new(record: Record) -> Item {
+        let outcome = match &record.rejected {
+            Some(reason) => Outcome::Failed(reason.clone()),
+            None => Outcome::Pending,
+        };
         Item {
             record,
-            outcome: Outcome::Pending,
+            outcome,
             writes: 0,
             unchanged: 0,
             hook_failed: false,
@@ -186,6 +194,11 @@ pub struct RunCtx {
     pub report: std::sync::Mutex<Report>,
     /// What components hand each other within one run: data sets and written files.
     pub shared: Shared,
+    /// What started this run, when a caller handed something in (a business-process request
+    /// to `etl serve`, `etl run --request FILE`); the source reads it.
+    pub input: Option<Arc<Json>>,
+    /// What the run answers its caller, set by the source in [`Source::settle`].
+    pub answer: std::sync::Mutex<Option<Json>>,
 }
 
 /// Whole data sets and files one component makes available to the others of the same run:
@@ -312,6 +325,10 @@ pub trait Source: Send {
     /// interrupted by Ctrl-C): end sessions, release what `open` took. Problems are the source's
     /// to log; they do not change the run's outcome.
     async fn close(&mut self, _ctx: &RunCtx) {}
+    /// How its records ended, once they are done (`Ok`), or that the run ended before they
+    /// were (`Err`, with the reason). A source that answers a caller (a business-process
+    /// request) renders its answer into `ctx.answer` here; the caller delivers it. No I/O.
+    fn settle(&mut self, _ctx: &RunCtx, _done: Result<&[Item], &Fatal>) {}
 }
 
 /// A per-record transformation, filter or lookup. It only touches pending items.

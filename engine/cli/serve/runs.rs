@@ -130,6 +130,7 @@ pub async fn execute(
                 dry_run: false,
                 journal: None,
                 progress: false,
+                ..Default::default()
             };
             executor::run(pipeline, Some(store), &opts)
                 .await

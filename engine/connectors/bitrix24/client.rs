@@ -1,8 +1,9 @@
-//! The Bitrix24 client over an incoming webhook.
+//! The Bitrix24 client, over an incoming webhook or as an installed application (the token of
+//! the request being answered, renewed once when it has expired).
 //!
-//! - One leaky bucket per portal, shared by everything in the run (governor's GCRA is the same
-//!   meter as Bitrix24's bucket), a little under the portal's own so that a well-behaved run
-//!   receives no QUERY_LIMIT_EXCEEDED at all.
+//! - One leaky bucket per portal, shared by every client of the process (governor's GCRA is the
+//!   same meter as Bitrix24's bucket; `etl serve` answers many requests at once), a little
+//!   under the portal's own so that a well-behaved run receives no QUERY_LIMIT_EXCEEDED at all.
 //! - Per-method operating time (`time.operating`) tracked: slow down near the budget, park the
 //!   method until `operating_reset_at` after OPERATION_TIME_LIMIT.
 //! - Errors classified by their code, not only the HTTP status.
@@ -11,12 +12,14 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value as Json, json};
 
+use super::app::AppConfig;
+use super::app::request::UserTokens;
 use super::clock::PortalClock;
 use super::encode::build_query;
 use crate::connectors::http::client::{backoff, client, describe};
@@ -37,6 +40,33 @@ pub struct ClientConfig {
     pub retries: usize,
     /// Per-method operating-time budget over 10 minutes, in seconds.
     pub operating_limit: f64,
+    pub auth: Auth,
+}
+
+/// Whose calls these are.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// The incoming webhook's user (its code is in the URL).
+    Webhook,
+    /// An installed application: calls carry `auth=<access token>` of the user of the request
+    /// being answered ([`Client::use_tokens`]).
+    App(Arc<AppAuth>),
+}
+
+impl Auth {
+    pub fn app(app: AppConfig) -> Auth {
+        Auth::App(Arc::new(AppAuth {
+            app,
+            tokens: Mutex::new(None),
+        }))
+    }
+}
+
+/// The application and the tokens its calls use now.
+#[derive(Debug)]
+pub struct AppAuth {
+    pub app: AppConfig,
+    tokens: Mutex<Option<UserTokens>>,
 }
 
 /// Read or write: decides what may be retried.
@@ -104,7 +134,7 @@ pub struct BatchResult {
 pub struct Client {
     base: RwLock<String>,
     http: reqwest::Client,
-    bucket: DefaultDirectRateLimiter,
+    bucket: Arc<DefaultDirectRateLimiter>,
     operating: Mutex<HashMap<String, Operating>>,
     clock: PortalClock,
     cfg: ClientConfig,
@@ -119,6 +149,8 @@ enum Attempt {
     Transient(String),
     /// The request never reached the portal (no connection): any call may be repeated.
     NotSent(String),
+    /// The application's access token has expired: nothing ran; renew it and repeat.
+    Expired,
     Fatal(B24Error),
 }
 
@@ -137,16 +169,10 @@ impl Client {
             return Err("the Bitrix24 webhook URL must start with https://".into());
         }
         secrets::register_url(&base);
-        // A little under the portal's own bucket: clocks and latencies differ between us and it.
-        let burst = cfg.burst.saturating_sub(2).max(1);
-        let period = Duration::from_secs_f64(1.02 / cfg.drain_per_second.max(0.01));
-        let quota = Quota::with_period(period)
-            .expect("positive period")
-            .allow_burst(NonZeroU32::new(burst).expect("burst > 0"));
         Ok(Client {
+            bucket: portal_bucket(&url, &cfg),
             base: RwLock::new(base),
             http: client(cfg.timeout),
-            bucket: RateLimiter::direct(quota),
             operating: Mutex::new(HashMap::new()),
             clock: PortalClock::default(),
             cfg,
@@ -157,11 +183,73 @@ impl Client {
         self.base.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// As an application: the tokens of the user whose request is being answered.
+    pub fn use_tokens(&self, tokens: UserTokens) {
+        if let Auth::App(auth) = &self.cfg.auth {
+            *auth.tokens.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokens);
+        }
+    }
+
+    /// As an application: the tokens in use now (renewed ones, after an expiry).
+    pub fn tokens(&self) -> Option<UserTokens> {
+        match &self.cfg.auth {
+            Auth::App(auth) => auth
+                .tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            Auth::Webhook => None,
+        }
+    }
+
+    /// The application this client calls as, if it is one.
+    pub fn app(&self) -> Option<&AppConfig> {
+        match &self.cfg.auth {
+            Auth::App(auth) => Some(&auth.app),
+            Auth::Webhook => None,
+        }
+    }
+
+    /// The body of a call: the parameters, and as an application the user's access token.
+    fn body(&self, params: &Json) -> Result<Json, B24Error> {
+        let Auth::App(_) = &self.cfg.auth else {
+            return Ok(params.clone());
+        };
+        let Some(tokens) = self.tokens() else {
+            return Err(B24Error::Unavailable(
+                "no user token: Bitrix24 calls as the application need the request being answered"
+                    .into(),
+            ));
+        };
+        let mut body = match params {
+            Json::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        body.insert("auth".into(), Json::String(tokens.access_token));
+        Ok(Json::Object(body))
+    }
+
+    /// Renew the user's access token once (the first expiry of a call).
+    async fn renew(&self, method: &str) -> Result<(), B24Error> {
+        let (Auth::App(auth), Some(tokens)) = (&self.cfg.auth, self.tokens()) else {
+            return Err(B24Error::Unavailable(format!(
+                "{method}: the access token has expired"
+            )));
+        };
+        tracing::info!(method, "the user's access token has expired; renewing it");
+        let renewed = super::app::oauth::refresh(&auth.app, &tokens.refresh_token)
+            .await
+            .map_err(|e| B24Error::Unavailable(format!("renewing the access token: {e}")))?;
+        self.use_tokens(renewed);
+        Ok(())
+    }
+
     /// Call one method. `params` use lowercase names (`id`, `fields`, `filter`, ...).
     pub async fn call(&self, method: &str, params: &Json, kind: Kind) -> Result<Json, B24Error> {
         let mut transient_failures = 0usize;
         let mut limit_refusals = 0usize;
         let mut moves = 0usize;
+        let mut renewed = false;
         let mut delays = backoff(self.cfg.retries, Duration::from_millis(300)).build();
         use backon::BackoffBuilder as _;
         loop {
@@ -233,6 +321,15 @@ impl Client {
                         }
                     }
                 }
+                Attempt::Expired if !renewed => {
+                    renewed = true;
+                    self.renew(method).await?;
+                }
+                Attempt::Expired => {
+                    return Err(B24Error::Unavailable(format!(
+                        "{method}: Bitrix24 refused the renewed access token (expired_token)"
+                    )));
+                }
                 Attempt::Fatal(e) => return Err(e),
             }
         }
@@ -246,11 +343,15 @@ impl Client {
 
     async fn attempt(&self, method: &str, params: &Json, moves: &mut usize) -> Attempt {
         let url = format!("{}{method}", self.base());
+        let body = match self.body(params) {
+            Ok(body) => body,
+            Err(e) => return Attempt::Fatal(e),
+        };
         let sent = self
             .http
             .post(&url)
             .header("Accept", "application/json")
-            .json(params)
+            .json(&body)
             .send()
             .await;
         let resp = match sent {
@@ -329,6 +430,17 @@ impl Client {
             .unwrap_or_default()
             .to_string();
         let unavailable = |m: String| Attempt::Fatal(B24Error::Unavailable(m));
+        if let Auth::App(_) = &self.cfg.auth {
+            match code.to_ascii_uppercase().as_str() {
+                "EXPIRED_TOKEN" => return Attempt::Expired,
+                "INVALID_TOKEN" | "NO_AUTH_FOUND" | "WRONG_AUTH_TYPE" => {
+                    return unavailable(format!(
+                        "Bitrix24 refused the user's access token for {method} ({code}): {description}"
+                    ));
+                }
+                _ => {}
+            }
+        }
         match code.to_ascii_uppercase().as_str() {
             "QUERY_LIMIT_EXCEEDED" => Attempt::Refused(Duration::from_millis(600)),
             "OPERATION_TIME_LIMIT" => {
@@ -539,4 +651,30 @@ fn snippet(text: &str) -> String {
         .take(120)
         .collect::<String>()
         .replace('\n', " ")
+}
+
+/// The leaky bucket of the portal at `url`, shared by every client of this process that calls
+/// it with the same limits: `etl serve` answers many requests at once, each with its own client.
+fn portal_bucket(url: &url::Url, cfg: &ClientConfig) -> Arc<DefaultDirectRateLimiter> {
+    type Buckets = Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>;
+    static BUCKETS: LazyLock<Buckets> = LazyLock::new(Default::default);
+    let key = format!(
+        "{}|{}|{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default(),
+        cfg.burst,
+    ) + &format!("|{}", cfg.drain_per_second);
+    let mut buckets = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    buckets
+        .entry(key)
+        .or_insert_with(|| {
+            // A little under the portal's own bucket: clocks and latencies differ between us and it.
+            let burst = cfg.burst.saturating_sub(2).max(1);
+            let period = Duration::from_secs_f64(1.02 / cfg.drain_per_second.max(0.01));
+            let quota = Quota::with_period(period)
+                .expect("positive period")
+                .allow_burst(NonZeroU32::new(burst).expect("burst > 0"));
+            Arc::new(RateLimiter::direct(quota))
+        })
+        .clone()
 }

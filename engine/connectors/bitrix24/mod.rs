@@ -1,6 +1,7 @@
 //! Bitrix24 over an incoming webhook: the limit-aware client, a list source, a batched lookup
 //! step, and a batched update sink.
 
+pub mod app;
 mod call;
 pub mod client;
 mod clock;
@@ -23,6 +24,7 @@ pub fn register(r: &mut Registry) {
     r.source::<list::ListConfig>("bitrix24.list");
     r.step::<call::CallConfig>("bitrix24.call");
     r.sink::<update::UpdateConfig>("bitrix24.update");
+    app::register(r);
 }
 
 /// A Bitrix24 portal reached through an incoming webhook.
@@ -33,6 +35,17 @@ pub struct Bitrix24Connection {
     /// never printed.
     #[schemars(example = &"${env:B24_WEBHOOK_URL}")]
     pub webhook_url: String,
+    /// The portal's limits.
+    #[serde(flatten)]
+    pub limits: PortalLimits,
+    /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
+    #[serde(flatten)]
+    pub transport: Transport<50, 5>,
+}
+
+/// A portal's limits, as its plan sets them.
+#[derive(Deserialize, JsonSchema)]
+pub struct PortalLimits {
     /// Leaky bucket capacity of the portal (250 on Enterprise).
     #[serde(default = "default_burst")]
     #[schemars(range(min = 1))]
@@ -41,9 +54,6 @@ pub struct Bitrix24Connection {
     #[serde(default = "default_drain")]
     #[schemars(range(min = 0.1))]
     pub drain_per_second: f64,
-    /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
-    #[serde(flatten)]
-    pub transport: Transport<50, 5>,
     /// Per-method operating-time budget over 10 minutes, in seconds.
     #[serde(default = "default_operating")]
     pub operating_limit_secs: f64,
@@ -59,21 +69,36 @@ fn default_operating() -> f64 {
     480.0
 }
 
-impl ConnectionConfig for Bitrix24Connection {
-    fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
-        if self.transport.timeout_secs == 0 || self.transport.timeout_secs >= 60 {
+impl PortalLimits {
+    /// The client settings for these limits and this transport, calling `base` with `auth`.
+    fn client_config<const T: u64, const R: usize>(
+        &self,
+        base: String,
+        transport: &Transport<T, R>,
+        auth: client::Auth,
+    ) -> Result<client::ClientConfig, String> {
+        if transport.timeout_secs == 0 || transport.timeout_secs >= 60 {
             return Err(
                 "timeout_secs must be between 1 and 59: Bitrix24 ends requests at 60 s".into(),
             );
         }
-        let client = client::Client::new(client::ClientConfig {
-            webhook_url: self.webhook_url,
+        Ok(client::ClientConfig {
+            webhook_url: base,
             burst: self.burst,
             drain_per_second: self.drain_per_second,
-            timeout: self.transport.timeout(),
-            retries: self.transport.retries,
+            timeout: transport.timeout(),
+            retries: transport.retries,
             operating_limit: self.operating_limit_secs,
-        })?;
-        Ok(Arc::new(client))
+            auth,
+        })
+    }
+}
+
+impl ConnectionConfig for Bitrix24Connection {
+    fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
+        let cfg =
+            self.limits
+                .client_config(self.webhook_url, &self.transport, client::Auth::Webhook)?;
+        Ok(Arc::new(client::Client::new(cfg)?))
     }
 }

@@ -1,0 +1,166 @@
+//! Bitrix24 as an installed application (OAuth), for business-process actions (seed 002).
+//!
+//! - [`AppConfig`]: the app's identity on the portal, from `B24_APP_*` (its secrets registered).
+//! - `bitrix24.app`: a connection whose calls run as the user Bitrix24 names in the request
+//!   being answered («Запускать от имени»): `auth=<access token>` to the app endpoint, one
+//!   refresh through the OAuth server when that token has expired.
+//! - [`form`] and [`request`]: the handler request as Bitrix24 sends it, and its authentication.
+//! - `bitrix24.bp_activity`: the source that declares an action and answers its requests.
+
+mod activity;
+mod declare;
+pub mod form;
+pub mod oauth;
+pub mod reply;
+pub mod request;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::PortalLimits;
+use super::client::{Auth, Client};
+use crate::config::Registry;
+use crate::config::component::ConnectionConfig;
+use crate::connectors::http::transport::Transport;
+use crate::secrets;
+
+pub use activity::ActivityConfig;
+pub use declare::Declaration;
+
+pub fn register(r: &mut Registry) {
+    r.connection::<AppConnection>("bitrix24.app");
+    r.source::<ActivityConfig>("bitrix24.bp_activity");
+}
+
+/// The official OAuth server, where access tokens are renewed.
+pub const OAUTH_URL: &str = "https://oauth.bitrix.info/oauth/token/";
+
+/// The installed application: where its calls go and how it proves itself.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// The portal's REST endpoint for app calls, `https://portal.bitrix24.ru/rest/`.
+    pub endpoint: String,
+    pub member_id: String,
+    /// The app's `application_token`: every request from the portal carries it.
+    pub application_token: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub oauth_url: String,
+}
+
+/// The environment variables of the app, each with what it is.
+const ENV: [(&str, &str); 6] = [
+    (
+        "B24_APP_ENDPOINT",
+        "the portal's REST endpoint for app calls",
+    ),
+    ("B24_APP_MEMBER_ID", "the portal's member_id"),
+    ("B24_APP_TOKEN", "the app's application_token"),
+    ("B24_APP_CLIENT_ID", "the app's client_id"),
+    ("B24_APP_CLIENT_SECRET", "the app's client_secret"),
+    ("B24_OAUTH_URL", "the OAuth server"),
+];
+
+impl AppConfig {
+    /// From `B24_APP_ENDPOINT`, `B24_APP_MEMBER_ID`, `B24_APP_TOKEN`, `B24_APP_CLIENT_ID`,
+    /// `B24_APP_CLIENT_SECRET` and `B24_OAUTH_URL` (default: the official server). The error
+    /// names every variable that is missing.
+    pub fn from_env() -> Result<AppConfig, String> {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let missing: Vec<String> = ENV[..5]
+            .iter()
+            .filter(|(name, _)| get(name).is_none())
+            .map(|(name, what)| format!("{name} ({what})"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the Bitrix24 application is not configured: set {}",
+                missing.join(", ")
+            ));
+        }
+        AppConfig::new(
+            get("B24_APP_ENDPOINT").unwrap_or_default(),
+            get("B24_APP_MEMBER_ID").unwrap_or_default(),
+            get("B24_APP_TOKEN").unwrap_or_default(),
+            get("B24_APP_CLIENT_ID").unwrap_or_default(),
+            get("B24_APP_CLIENT_SECRET").unwrap_or_default(),
+            get("B24_OAUTH_URL").unwrap_or_else(|| OAUTH_URL.to_string()),
+        )
+    }
+
+    /// Checks the URLs and registers the secrets.
+    pub fn new(
+        endpoint: String,
+        member_id: String,
+        application_token: String,
+        client_id: String,
+        client_secret: String,
+        oauth_url: String,
+    ) -> Result<AppConfig, String> {
+        let mut endpoint = endpoint.trim().to_string();
+        if !endpoint.ends_with('/') {
+            endpoint.push('/');
+        }
+        for (name, url) in [
+            ("B24_APP_ENDPOINT", &endpoint),
+            ("B24_OAUTH_URL", &oauth_url),
+        ] {
+            let parsed = url::Url::parse(url).map_err(|e| format!("{name} is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!("{name} must start with https://"));
+            }
+        }
+        secrets::register(&application_token);
+        secrets::register(&client_secret);
+        Ok(AppConfig {
+            endpoint,
+            member_id: member_id.trim().to_string(),
+            application_token,
+            client_id,
+            client_secret,
+            oauth_url,
+        })
+    }
+
+    /// The portal's domain as requests name it (`auth[domain]`): the endpoint's host[:port].
+    pub fn domain(&self) -> String {
+        url::Url::parse(&self.endpoint)
+            .ok()
+            .and_then(|u| {
+                u.host_str().map(|h| match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.to_string(),
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A Bitrix24 portal reached as an installed application: calls run with the token of the
+/// request being answered («Запускать от имени»). The app itself is `B24_APP_ENDPOINT`,
+/// `B24_APP_MEMBER_ID`, `B24_APP_TOKEN`, `B24_APP_CLIENT_ID`, `B24_APP_CLIENT_SECRET` and
+/// `B24_OAUTH_URL`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConnection {
+    /// The portal's limits.
+    #[serde(flatten)]
+    pub limits: PortalLimits,
+    /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
+    #[serde(flatten)]
+    pub transport: Transport<50, 5>,
+}
+
+impl ConnectionConfig for AppConnection {
+    fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
+        let app = AppConfig::from_env()?;
+        let base = app.endpoint.clone();
+        let cfg = self
+            .limits
+            .client_config(base, &self.transport, Auth::app(app))?;
+        Ok(Arc::new(Client::new(cfg)?))
+    }
+}

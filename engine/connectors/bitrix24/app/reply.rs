@@ -1,0 +1,48 @@
+//! Delivering a reply: `bizproc.event.send {EVENT_TOKEN, RETURN_VALUES, LOG_MESSAGE}` closes the
+//! workflow's step. Sending it again is harmless (Bitrix24 ignores an event for a step already
+//! closed), so an unanswered attempt may simply be repeated.
+
+use serde_json::{Value as Json, json};
+
+use super::AppConfig;
+use super::request::UserTokens;
+use crate::connectors::bitrix24::client::{Auth, B24Error, Client, ClientConfig, Kind};
+
+/// The parameters of `bizproc.event.send` for `answer` (see the `bitrix24.bp_activity` source).
+pub fn event_send_params(event_token: &str, answer: &Json) -> Json {
+    json!({
+        "EVENT_TOKEN": event_token,
+        "RETURN_VALUES": answer.get("return_values").cloned().unwrap_or(json!({})),
+        "LOG_MESSAGE": answer.get("log_message").cloned().unwrap_or(json!("")),
+    })
+}
+
+/// Send `answer` as the user of `tokens` (renewed once if they expired). Returns the tokens in
+/// use afterwards: a renewal replaces the refresh token, and the old one may be spent.
+pub async fn deliver(
+    app: &AppConfig,
+    tokens: UserTokens,
+    event_token: &str,
+    answer: &Json,
+) -> Result<UserTokens, B24Error> {
+    let client = Client::new(ClientConfig {
+        webhook_url: app.endpoint.clone(),
+        burst: 50,
+        drain_per_second: 2.0,
+        timeout: std::time::Duration::from_secs(30),
+        retries: 3,
+        operating_limit: 480.0,
+        auth: Auth::app(app.clone()),
+    })
+    .map_err(B24Error::Unavailable)?;
+    client.use_tokens(tokens.clone());
+    // A repeated event is ignored by Bitrix24: safe to retry like a read.
+    client
+        .call(
+            "bizproc.event.send",
+            &event_send_params(event_token, answer),
+            Kind::Read,
+        )
+        .await?;
+    Ok(client.tokens().unwrap_or(tokens))
+}
