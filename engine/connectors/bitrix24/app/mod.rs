@@ -140,12 +140,26 @@ impl AppConfig {
 }
 
 /// A Bitrix24 portal reached as an installed application: calls run with the token of the
-/// request being answered («Запускать от имени»). The app itself is `B24_APP_ENDPOINT`,
-/// `B24_APP_MEMBER_ID`, `B24_APP_TOKEN`, `B24_APP_CLIENT_ID`, `B24_APP_CLIENT_SECRET` and
-/// `B24_OAUTH_URL`.
+/// request being answered («Запускать от имени»). A key left out is read from its variable:
+/// `B24_APP_ENDPOINT`, `B24_APP_MEMBER_ID`, `B24_APP_TOKEN`, `B24_APP_CLIENT_ID`,
+/// `B24_APP_CLIENT_SECRET`, `B24_OAUTH_URL` (`etl serve` authenticates requests with those).
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppConnection {
+    /// The portal's REST endpoint for app calls, `https://portal.bitrix24.ru/rest/`.
+    #[schemars(example = &"${env:B24_APP_ENDPOINT}")]
+    pub endpoint: Option<String>,
+    /// The portal's `member_id`.
+    pub member_id: Option<String>,
+    /// The app's `application_token` (secret).
+    #[schemars(example = &"${secret:B24_APP_TOKEN}")]
+    pub application_token: Option<String>,
+    pub client_id: Option<String>,
+    /// The app's `client_secret` (secret).
+    #[schemars(example = &"${secret:B24_APP_CLIENT_SECRET}")]
+    pub client_secret: Option<String>,
+    /// The OAuth server that renews tokens (default: `https://oauth.bitrix.info/oauth/token/`).
+    pub oauth_url: Option<String>,
     /// The portal's limits.
     #[serde(flatten)]
     pub limits: PortalLimits,
@@ -154,9 +168,46 @@ pub struct AppConnection {
     pub transport: Transport<50, 5>,
 }
 
+impl AppConnection {
+    /// The app: the keys given, the environment for the others.
+    fn app(&self) -> Result<AppConfig, String> {
+        let all_given = [
+            &self.endpoint,
+            &self.member_id,
+            &self.application_token,
+            &self.client_id,
+            &self.client_secret,
+        ]
+        .iter()
+        .all(|v| v.is_some());
+        let env = if all_given {
+            None
+        } else {
+            Some(AppConfig::from_env()?)
+        };
+        let pick = |given: &Option<String>, from_env: fn(&AppConfig) -> &String| {
+            given
+                .clone()
+                .or_else(|| env.as_ref().map(|e| from_env(e).clone()))
+                .unwrap_or_default()
+        };
+        AppConfig::new(
+            pick(&self.endpoint, |e| &e.endpoint),
+            pick(&self.member_id, |e| &e.member_id),
+            pick(&self.application_token, |e| &e.application_token),
+            pick(&self.client_id, |e| &e.client_id),
+            pick(&self.client_secret, |e| &e.client_secret),
+            self.oauth_url
+                .clone()
+                .or_else(|| env.as_ref().map(|e| e.oauth_url.clone()))
+                .unwrap_or_else(|| OAUTH_URL.to_string()),
+        )
+    }
+}
+
 impl ConnectionConfig for AppConnection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
-        let app = AppConfig::from_env()?;
+        let app = self.app()?;
         let base = app.endpoint.clone();
         let cfg = self
             .limits
