@@ -137,6 +137,19 @@ async fn token_endpoint_rotates_refresh_tokens() {
     assert_eq!(s, 401);
     assert!(b2.contains("invalid_client"), "{b2}");
     assert_eq!(emu.token_refreshes(), 1);
+    // the environment handed to an application can refresh too
+    let vars: std::collections::HashMap<_, _> = emu.app_vars().into_iter().collect();
+    assert_eq!(vars["B24_APP_ENDPOINT"], emu.app_endpoint());
+    assert_eq!(vars["B24_OAUTH_URL"], emu.oauth_url());
+    let (s, _) = get_text(
+        &c,
+        url(
+            &vars["B24_APP_CLIENT_SECRET"],
+            &vars["B24_APP_REFRESH_TOKEN"],
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
 }
 
 #[tokio::test]
