@@ -69,13 +69,13 @@ fn params_example() -> Json {
 #[serde(deny_unknown_fields)]
 pub struct Idempotency {
     /// A read that finds the object the write makes; what it finds is the write's result.
-    pub lookup: Lookup,
+    pub lookup: IdempotencyLookup,
 }
 
 /// A read that finds what the write made (a non-empty result = found).
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Lookup {
+pub struct IdempotencyLookup {
     /// The method.
     #[schemars(example = &"crm.activity.list")]
     pub method: String,
