@@ -96,9 +96,9 @@ fn outcomes(s: &Scratch) -> Vec<Value> {
 /// Neither password is in anything the run left behind or printed.
 fn assert_no_password(s: &Scratch, out: &Output) {
     let mut texts = vec![("stdout", stdout(out)), ("stderr", stderr(out))];
-    for f in ["j.json", "out.jsonl"] {
-        if let Ok(t) = std::fs::read_to_string(s.path(f)) {
-            texts.push((f, t));
+    for f in ["j.json", "out.jsonl", "state.db", "state.db-wal"] {
+        if let Ok(t) = std::fs::read(s.path(f)) {
+            texts.push((f, String::from_utf8_lossy(&t).into_owned()));
         }
     }
     for (what, text) in texts {
@@ -496,7 +496,8 @@ fn dry_run_tells_what_would_be_sent_and_sends_nothing() {
 fn a_security_mode_it_does_not_know_fails_the_record() {
     let s = Scratch::new();
     let server = SmtpServer::start(s.dir.path(), Options::default());
-    let p = pipeline(&s, &[record(&server, "tls13", json!({}))]);
+    let login = json!({"auth": "Y", "login": "robot", "password": PASSWORD});
+    let p = pipeline(&s, &[record(&server, "tls13", login)]);
     let out = etl_send(&s, &p, None, false);
     let journal = read_json(&s.path("j.json"));
     assert_eq!(journal["counts"]["failed"], 1, "{journal}");
@@ -508,4 +509,5 @@ fn a_security_mode_it_does_not_know_fails_the_record() {
         stderr(&out)
     );
     assert!(received(&server).is_empty());
+    assert_no_password(&s, &out);
 }

@@ -54,8 +54,10 @@ pub struct SendConfig {
     /// Hidden recipients, as `to`: they get the message, no header names them.
     #[serde(default)]
     pub bcc: Option<Templated>,
+    /// The subject.
     #[serde(default)]
     pub subject: Option<Template>,
+    /// The body: plain text, or HTML with `body_type: html`.
     #[serde(default)]
     pub body: Option<Template>,
     /// `text` or `html`.
@@ -75,12 +77,15 @@ pub struct SendConfig {
     pub timeout_secs: u64,
 }
 
-/// The server, as templates over the record.
+/// The SMTP server of `smtp.send`, as templates over the record.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SmtpServer")]
 pub struct ServerConfig {
+    /// The server's name or IP address.
     #[schemars(example = &"smtp.yandex.ru")]
     pub host: Template,
+    /// The port: 465 for `ssl`, 587 for `tls`, 25 for `none` as a rule.
     #[serde(default = "default_port")]
     pub port: Template,
     /// `ssl` (implicit TLS), `tls` (STARTTLS, required) or `none`. TLS trusts the public roots and
@@ -90,6 +95,7 @@ pub struct ServerConfig {
     /// Log in (`true`/`false`, `Y`/`N`); default: when a login is given.
     #[serde(default)]
     pub auth: Option<Template>,
+    /// The mailbox login.
     #[serde(default)]
     pub login: Option<Template>,
     /// A secret: masked in every output from the moment it is rendered.
