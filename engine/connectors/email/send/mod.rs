@@ -320,7 +320,7 @@ impl SendStep {
         };
         let envelope = letter.envelope();
         match server
-            .deliver(&letter.from_address(), &envelope, &bytes)
+            .deliver(&letter.sender_address(), &envelope, &bytes)
             .await
         {
             Ok(delivery) => {
