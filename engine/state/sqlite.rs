@@ -38,7 +38,7 @@ impl SqliteBackend {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -71,7 +71,7 @@ fn safe_file_name(pipeline: &str) -> String {
     }
 }
 
-fn db(e: rusqlite::Error) -> String {
+pub(super) fn db(e: rusqlite::Error) -> String {
     format!("state database error: {e}")
 }
 
