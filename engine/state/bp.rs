@@ -278,3 +278,18 @@ impl Store {
         Ok(self.backend().bp_get(key)?.map(BpRow::from))
     }
 }
+
+impl Store {
+    /// Put one kv value as it is, secrets included (the app's install tokens, which
+    /// `etl activities sync` needs): every other kv value is stored masked.
+    pub fn kv_put_secret(
+        &self,
+        pipeline: &str,
+        table: &str,
+        key: &str,
+        value: &Json,
+    ) -> Result<(), String> {
+        self.backend()
+            .kv_put_all(pipeline, table, &[(key.to_string(), value.to_string())])
+    }
+}
