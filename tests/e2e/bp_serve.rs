@@ -166,6 +166,24 @@ fn secrets_of(request: &WorkflowRequest) -> Vec<String> {
     .collect()
 }
 
+/// Headers announcing a 2 MiB form, and no body: the answer's status.
+fn announce_large_body(addr: &str) -> u16 {
+    use std::io::{BufRead as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /bp/{CODE} HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        2 << 20
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn post(url: &str, request: &WorkflowRequest) -> u16 {
     post_form(url, &request.body()).expect("serve answers")
 }
@@ -185,14 +203,19 @@ fn journal_lines(path: &Path) -> Vec<Value> {
     }
 }
 
+/// The bytes of `file` (empty when absent) as text.
+fn contents(file: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(file) {
+        f.read_to_end(&mut bytes).unwrap();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Every file serve wrote, and its state, hold none of `secrets`.
 fn assert_nowhere(secrets: &[String], files: &[PathBuf]) {
     for file in files {
-        let mut bytes = Vec::new();
-        if let Ok(mut f) = std::fs::File::open(file) {
-            f.read_to_end(&mut bytes).unwrap();
-        }
-        let text = String::from_utf8_lossy(&bytes);
+        let text = contents(file);
         for secret in secrets.iter().filter(|s| s.len() >= 4) {
             assert!(
                 !text.contains(secret.as_str()),
@@ -327,6 +350,11 @@ fn a_workflow_is_answered_once_as_its_user_and_no_secret_stays() {
     secrets.push(emu.client_secret());
     let (out, err) = (server.stdout.clone(), server.stderr.clone());
     server.stop();
+    // The sweep reads real output: the log names the request by its key, the state has its row.
+    let log = std::fs::read_to_string(&err).unwrap();
+    let ok_key = etl::connectors::bitrix24::app::request::event_key(&ok.event_token);
+    assert!(log.contains(&ok_key), "{log}");
+    assert!(std::fs::metadata(&state).unwrap().len() > 0);
     let mut files = vec![out, err, journal.clone()];
     files.extend(state_files(&state));
     assert_nowhere(&secrets, &files);
@@ -370,10 +398,8 @@ fn requests_that_fail_authentication_reach_nothing() {
             &request.event_token,
         ));
     }
-    // Neither JSON nor a form; a body over 1 MiB.
-    let mut request = emu.prepare_workflow(&rename(1, "Взлом"));
-    request.set("properties[title]", &"x".repeat(1 << 20));
-    assert_eq!(post(&url, &request), 413);
+    // A body announced over 1 MiB is refused before it is read.
+    assert_eq!(announce_large_body(&server.addr), 413);
     // A valid request: the one that runs, so the sweep below sees work done.
     let good = emu.prepare_workflow(&rename(1, "Законно"));
     assert_eq!(post(&url, &good), 200);
@@ -528,6 +554,11 @@ fn an_outage_longer_than_the_retry_window_is_answered_once_after_a_kill_and_rest
     wait_until("the failure waits in the outbox", || {
         status() == Some(etl::state::bp::BpStatus::Reply)
     });
+    // Until it is replied, the request's event token is in the state (the sweep below sees it).
+    let held = state_files(&state)
+        .iter()
+        .any(|f| contents(f).contains(&run.event_token));
+    assert!(held, "the outbox keeps the event token until the reply");
     server.kill9();
     let server = serve_bp(&emu, &dir, &state, &journal, &window);
     let refused_before = emu.responses_with_status(503);
