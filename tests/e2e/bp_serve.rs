@@ -71,8 +71,8 @@ pub fn serve_bp(
     journal: &Path,
     extra: &[&str],
 ) -> BpServe {
-    let out = state.with_extension(format!("out.{}", rand_suffix()));
-    let err = state.with_extension(format!("err.{}", rand_suffix()));
+    let out = journal.with_extension(format!("out.{}", rand_suffix()));
+    let err = journal.with_extension(format!("err.{}", rand_suffix()));
     let mut cmd = etl();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--pipelines"])
         .arg(dir)
@@ -589,4 +589,57 @@ fn an_outage_longer_than_the_retry_window_is_answered_once_after_a_kill_and_rest
     let mut files = vec![out, err, journal];
     files.extend(state_files(&state));
     assert_nowhere(&[run.event_token.clone()], &files);
+}
+
+#[test]
+fn replicas_on_postgresql_accept_and_answer_each_event_once() {
+    let Some(base) = etl::state::testing::postgres_url() else {
+        return;
+    };
+    let state = PathBuf::from(etl::state::testing::fresh_postgres_schema(
+        &base,
+        "bp_replicas",
+    ));
+    let emu = b24(portal_with_deals(10));
+    let s = Scratch::new();
+    let dir = action_dir(&s);
+    let (journal_a, journal_b) = (s.path("a.jsonl"), s.path("b.jsonl"));
+    let a = serve_bp(&emu, &dir, &state, &journal_a, &[]);
+    let b = serve_bp(&emu, &dir, &state, &journal_b, &[]);
+    let requests: Vec<WorkflowRequest> = (1..=10)
+        .map(|deal| emu.prepare_workflow(&rename(deal, &format!("Реплики {deal}"))))
+        .collect();
+    // Each event reaches both replicas at once (a queue redelivering while the first runs).
+    let statuses: Vec<(u16, u16)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|r| {
+                let (ua, ub) = (a.url(CODE), b.url(CODE));
+                scope.spawn(move || {
+                    let other = std::thread::spawn({
+                        let body = r.body();
+                        move || post_form(&ub, &body).unwrap()
+                    });
+                    (post(&ua, r), other.join().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|&(x, y)| x == 200 && y == 200),
+        "{statuses:?}"
+    );
+    wait_until("ten replies", || emu.event_sends().len() >= 10);
+    wait_until("ten journal lines", || {
+        journal_lines(&journal_a).len() + journal_lines(&journal_b).len() >= 10
+    });
+    for r in &requests {
+        assert_eq!(emu.event_sends_for(&r.event_token).len(), 1);
+    }
+    assert_eq!(emu.event_sends().len(), 10);
+    assert_eq!(
+        journal_lines(&journal_a).len() + journal_lines(&journal_b).len(),
+        10
+    );
 }
