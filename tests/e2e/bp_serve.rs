@@ -643,3 +643,56 @@ fn replicas_on_postgresql_accept_and_answer_each_event_once() {
         10
     );
 }
+
+#[test]
+fn a_request_left_mid_run_by_kill_9_runs_again_after_a_restart() {
+    let emu = b24(portal_with_deals(1));
+    let s = Scratch::new();
+    let (state, journal) = (s.state(), s.path("journal.jsonl"));
+    let dir = action_dir(&s);
+    let server = serve_bp(&emu, &dir, &state, &journal, &[]);
+    emu.set_unavailable(true);
+    // Sent as JSON (what tests and replays may send) rather than the form.
+    let request = emu.prepare_workflow(&rename(1, "После перезапуска"));
+    let as_json = etl::connectors::bitrix24::app::form::parse(&request.body());
+    assert_eq!(post_json(&server.addr, &as_json), 200);
+    wait_until("the run meets the outage", || {
+        emu.responses_with_status(503) >= 1
+    });
+    server.kill9();
+    emu.set_unavailable(false);
+    let server = serve_bp(&emu, &dir, &state, &journal, &[]);
+    wait_until("the reply", || {
+        !emu.event_sends_for(&request.event_token).is_empty()
+    });
+    wait_until("the journal line", || journal_lines(&journal).len() == 1);
+    let sends = emu.event_sends_for(&request.event_token);
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].return_values, json!({"result": "true"}));
+    assert_eq!(title(&emu, 1), "После перезапуска");
+    let line = &journal_lines(&journal)[0];
+    assert!(
+        line["attempts"].as_u64().unwrap() >= 2,
+        "a rerun is a new attempt: {line}"
+    );
+    drop(server);
+}
+
+/// POST a JSON body; the answer's status.
+fn post_json(addr: &str, body: &Value) -> u16 {
+    use std::io::{BufRead as _, Write as _};
+    let text = body.to_string();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /bp/{CODE} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
