@@ -6,6 +6,7 @@ mod harness;
 mod b24;
 mod b24_clock;
 mod bench;
+mod bp_bench;
 mod bp_serve;
 mod comagic_client;
 mod comagic_sales;
