@@ -588,7 +588,7 @@ fn an_outage_longer_than_the_retry_window_is_answered_once_after_a_kill_and_rest
     server.stop();
     let mut files = vec![out, err, journal];
     files.extend(state_files(&state));
-    assert_nowhere(&[run.event_token.clone()], &files);
+    assert_nowhere(std::slice::from_ref(&run.event_token), &files);
 }
 
 #[test]
