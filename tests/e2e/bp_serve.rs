@@ -646,6 +646,17 @@ fn replicas_on_postgresql_accept_and_answer_each_event_once() {
 
 #[test]
 fn a_request_left_mid_run_by_kill_9_runs_again_after_a_restart() {
+    left_mid_run_then_restarted(BpServe::kill9);
+}
+
+#[test]
+fn a_request_interrupted_by_sigterm_runs_again_after_a_restart_not_answered_failed() {
+    left_mid_run_then_restarted(BpServe::stop);
+}
+
+/// Serve goes away (`stop`) while a request's run meets an outage; restarted with Bitrix24
+/// back, it runs the request again and answers it once.
+fn left_mid_run_then_restarted(stop: fn(BpServe)) {
     let emu = b24(portal_with_deals(1));
     let s = Scratch::new();
     let (state, journal) = (s.state(), s.path("journal.jsonl"));
@@ -659,7 +670,7 @@ fn a_request_left_mid_run_by_kill_9_runs_again_after_a_restart() {
     wait_until("the run meets the outage", || {
         emu.responses_with_status(503) >= 1
     });
-    server.kill9();
+    stop(server);
     emu.set_unavailable(false);
     let server = serve_bp(&emu, &dir, &state, &journal, &[]);
     wait_until("the reply", || {
@@ -668,7 +679,12 @@ fn a_request_left_mid_run_by_kill_9_runs_again_after_a_restart() {
     wait_until("the journal line", || journal_lines(&journal).len() == 1);
     let sends = emu.event_sends_for(&request.event_token);
     assert_eq!(sends.len(), 1);
-    assert_eq!(sends[0].return_values, json!({"result": "true"}));
+    assert_eq!(
+        sends[0].return_values,
+        json!({"result": "true"}),
+        "{}",
+        sends[0].log_message
+    );
     assert_eq!(title(&emu, 1), "После перезапуска");
     let line = &journal_lines(&journal)[0];
     assert!(

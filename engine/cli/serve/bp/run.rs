@@ -20,6 +20,8 @@ pub enum RunEnd {
     Answer(Json),
     /// A system was unavailable: try again (the answer is the failure, should time run out).
     Unavailable { reason: String, answer: Json },
+    /// Serve is stopping (SIGTERM, Ctrl-C): the run is not over, it runs again after the start.
+    Interrupted,
 }
 
 /// The form as stored: without the event token and the tokens (kept in their own columns).
@@ -118,6 +120,9 @@ pub async fn execute(file: PathBuf, input: Json, attempt: u32, who: Json) -> Run
                         failure_answer(&who, &why, &why)
                     });
                     match report.aborted {
+                        Some(fatal) if fatal.message.starts_with(INTERRUPTED) => {
+                            RunEnd::Interrupted
+                        }
                         Some(fatal) if !fatal.system.is_empty() => RunEnd::Unavailable {
                             reason: fatal.to_string(),
                             answer,
@@ -133,6 +138,9 @@ pub async fn execute(file: PathBuf, input: Json, attempt: u32, who: Json) -> Run
         RunEnd::Answer(failure_answer(&json!({}), "the run failed", &e.to_string()))
     })
 }
+
+/// How [`crate::runtime::Fatal::interrupted`] begins.
+const INTERRUPTED: &str = "interrupted by ";
 
 fn failed(who: &Json, error: &str) -> RunEnd {
     RunEnd::Answer(failure_answer(who, error, error))

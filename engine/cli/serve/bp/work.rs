@@ -138,6 +138,24 @@ async fn run_then_reply(bp: &Arc<Bp>, mut row: BpRow) -> Result<(), String> {
     }
     let now = now_ms();
     let answer = match end {
+        // Not an answer: the row is left due at once, for this serve restarted or a replica.
+        RunEnd::Interrupted => {
+            tracing::info!(
+                event_key = row.key,
+                "the run was interrupted; it runs again on the next start"
+            );
+            let (key, owner) = (row.key.clone(), bp.owner.clone());
+            bp.store(move |s| {
+                let next = BpNext::RetryAt {
+                    at_ms: now,
+                    tokens: renewed.as_ref(),
+                    delivery: false,
+                };
+                s.bp_settle(&key, &owner, next)
+            })
+            .await?;
+            return Ok(());
+        }
         RunEnd::Unavailable { reason, answer: _ } if now < row.deadline_ms => {
             let at_ms = (now + backoff(row.attempts, bp.settings.max_backoff).as_millis() as i64)
                 .min(row.deadline_ms);
