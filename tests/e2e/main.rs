@@ -7,6 +7,8 @@ mod b24;
 mod b24_clock;
 mod bench;
 mod bp_steps;
+mod bp_bench;
+mod bp_serve;
 mod comagic_client;
 mod comagic_sales;
 mod comagic_serve;

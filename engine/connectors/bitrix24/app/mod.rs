@@ -27,7 +27,7 @@ use crate::config::component::ConnectionConfig;
 use crate::connectors::http::transport::Transport;
 use crate::secrets;
 
-pub use activity::ActivityConfig;
+pub use activity::{ActivityConfig, take_renewed_tokens};
 pub use declare::Declaration;
 
 pub fn register(r: &mut Registry) {
