@@ -211,6 +211,7 @@ pub struct Portal {
     next_multifield_id: u64,
     next_productrow_id: u64,
     mutations: BTreeMap<String, u64>,
+    pub(crate) bizproc: super::bizproc::Bizproc,
 }
 
 impl Default for Portal {
@@ -234,7 +235,13 @@ impl Portal {
             next_multifield_id: 1000,
             next_productrow_id: 1000,
             mutations: BTreeMap::new(),
+            bizproc: Default::default(),
         }
+    }
+
+    /// Registered actions, waiting actions and the applications' answers.
+    pub fn bizproc(&self) -> &super::bizproc::Bizproc {
+        &self.bizproc
     }
 
     pub fn table(&self, entity: &str) -> Option<&Table> {

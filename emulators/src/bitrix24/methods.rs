@@ -7,6 +7,7 @@ use super::params::{as_i64, get_ci, scalar_text, truthy};
 use super::schema::{FieldDef, FieldKind, MULTI_FIELDS};
 use serde_json::{Map, Value, json};
 
+mod bizproc;
 mod crm;
 
 /// An error answer: HTTP status, `error`, `error_description`.
@@ -77,6 +78,11 @@ pub struct Env {
     /// the webhook's user
     pub user_id: u64,
     pub scopes: Vec<String>,
+    /// The application's client id when the call came with an OAuth token (`None` through a
+    /// webhook): what `bizproc.activity.*` call the application context.
+    pub client_id: Option<String>,
+    /// The caller is a portal administrator.
+    pub admin: bool,
 }
 
 const CRM_ENTITIES: [&str; 4] = ["contact", "deal", "company", "lead"];
@@ -103,6 +109,12 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
         "user.get" | "user.current" => Some("user"),
         "department.get" => Some("department"),
         "batch" | "scope" | "server.time" | "profile" => Some(""),
+        "bizproc.activity.add"
+        | "bizproc.activity.update"
+        | "bizproc.activity.list"
+        | "bizproc.activity.delete"
+        | "bizproc.activity.log"
+        | "bizproc.event.send" => Some("bizproc"),
         _ => None,
     }
 }
@@ -210,6 +222,12 @@ fn call_named(
         }
         "crm.item.list" => super::items::item_list(portal, params),
         "crm.company.contact.items.get" => crm::company_contacts_get(portal, params),
+        "bizproc.activity.add" => bizproc::activity_add(portal, params, env),
+        "bizproc.activity.update" => bizproc::activity_update(portal, params, env),
+        "bizproc.activity.list" => bizproc::activity_list(portal, env),
+        "bizproc.activity.delete" => bizproc::activity_delete(portal, params, env),
+        "bizproc.event.send" => bizproc::event_send(portal, params, env),
+        "bizproc.activity.log" => bizproc::activity_log(portal, params),
         _ => return None,
     })
 }
