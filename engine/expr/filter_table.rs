@@ -273,9 +273,11 @@ fn map_values(v: Value, map: Value) -> Result<Value, minijinja::Error> {
 }
 
 fn fields_from(v: Value, map: Value) -> Result<Value, minijinja::Error> {
-    filters::with_json(&v, |v| filters::with_json(&map, |map| b24::fields_from(v, map)))
-        .map(filters::from_json)
-        .map_err(filters::invalid)
+    filters::with_json(&v, |v| {
+        filters::with_json(&map, |map| b24::fields_from(v, map))
+    })
+    .map(filters::from_json)
+    .map_err(filters::invalid)
 }
 
 fn multifield_add(rows: Value, values: Value, kind: Value) -> Result<Value, minijinja::Error> {

@@ -60,7 +60,9 @@ pub fn b24_list(v: Option<&Json>) -> Result<Json, String> {
         Some(Json::String(s)) => s.split([',', ';']).map(|p| json!(p.trim())).collect(),
         Some(other) => vec![other.clone()],
     };
-    Ok(Json::Array(out.into_iter().filter(|x| !is_blank(x)).collect()))
+    Ok(Json::Array(
+        out.into_iter().filter(|x| !is_blank(x)).collect(),
+    ))
 }
 
 /// `fields_from(map)`: the non-empty values of `v` under the field names `map` gives them
@@ -72,7 +74,12 @@ pub fn fields_from(v: Option<&Json>, map: Option<&Json>) -> Result<Json, String>
     let props = match v {
         Some(Json::Object(props)) => props,
         _ if is_empty(v) => return Ok(Json::Object(Map::new())),
-        Some(other) => return Err(format!("fields_from expects a mapping, not {}", text(other))),
+        Some(other) => {
+            return Err(format!(
+                "fields_from expects a mapping, not {}",
+                text(other)
+            ));
+        }
         None => unreachable!("an undefined value is empty"),
     };
     let mut out = Map::new();
@@ -81,7 +88,9 @@ pub fn fields_from(v: Option<&Json>, map: Option<&Json>) -> Result<Json, String>
             continue;
         };
         let value = match value {
-            Json::Array(items) => Json::Array(items.iter().filter(|x| !is_blank(x)).cloned().collect()),
+            Json::Array(items) => {
+                Json::Array(items.iter().filter(|x| !is_blank(x)).cloned().collect())
+            }
             other => other.clone(),
         };
         if !is_blank(&value) && !is_blank(field) {
@@ -101,7 +110,10 @@ pub fn compact_map(v: Option<&Json>) -> Result<Json, String> {
                 .collect(),
         )),
         _ if is_empty(v) => Ok(Json::Object(Map::new())),
-        Some(other) => Err(format!("compact_map expects a mapping, not {}", text(other))),
+        Some(other) => Err(format!(
+            "compact_map expects a mapping, not {}",
+            text(other)
+        )),
         None => unreachable!("an undefined value is empty"),
     }
 }
@@ -149,13 +161,21 @@ pub fn multifield_add(
     let existing: Vec<Json> = match rows {
         Some(Json::Array(rows)) => rows.clone(),
         _ if is_empty(rows) => vec![],
-        Some(other) => return Err(format!("multifield_add expects the record's rows (a list), not {}", text(other))),
+        Some(other) => {
+            return Err(format!(
+                "multifield_add expects the record's rows (a list), not {}",
+                text(other)
+            ));
+        }
         None => unreachable!("an undefined value is empty"),
     };
     let mut seen: Vec<String> = existing
         .iter()
         .map(|row| match row {
-            Json::Object(m) => m.get("VALUE").map(|v| text(v).into_owned()).unwrap_or_default(),
+            Json::Object(m) => m
+                .get("VALUE")
+                .map(|v| text(v).into_owned())
+                .unwrap_or_default(),
             other => text(other).into_owned(),
         })
         .map(|v| comparable(&kind, &v))
@@ -214,7 +234,16 @@ mod tests {
 
     #[test]
     fn no_id_is_none() {
-        for v in [json!(""), json!("  "), json!(null), json!([]), json!("abc"), json!("0"), json!(0), json!(", 5")] {
+        for v in [
+            json!(""),
+            json!("  "),
+            json!(null),
+            json!([]),
+            json!("abc"),
+            json!("0"),
+            json!(0),
+            json!(", 5"),
+        ] {
             let got = b24_id(Some(&v)).unwrap();
             // ", 5": the first non-empty element is "5".
             if v == json!(", 5") {
@@ -250,8 +279,12 @@ mod tests {
 
     #[test]
     fn compact_map_drops_empty_entries() {
-        let v = json!({"a": 1, "b": null, "c": " ", "d": [], "e": {}, "f": false, "g": 0, "h": "x"});
-        assert_eq!(compact_map(Some(&v)).unwrap(), json!({"a": 1, "f": false, "g": 0, "h": "x"}));
+        let v =
+            json!({"a": 1, "b": null, "c": " ", "d": [], "e": {}, "f": false, "g": 0, "h": "x"});
+        assert_eq!(
+            compact_map(Some(&v)).unwrap(),
+            json!({"a": 1, "f": false, "g": 0, "h": "x"})
+        );
         assert_eq!(compact_map(None).unwrap(), json!({}));
         assert!(compact_map(Some(&json!([1]))).is_err());
     }
@@ -263,7 +296,10 @@ mod tests {
             json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         assert_eq!(sha256(None).unwrap(), Json::Null);
-        assert_eq!(digits(Some(&json!("+7 (926) 123-45-67"))).unwrap(), json!("79261234567"));
+        assert_eq!(
+            digits(Some(&json!("+7 (926) 123-45-67"))).unwrap(),
+            json!("79261234567")
+        );
         assert_eq!(digits(Some(&json!(null))).unwrap(), Json::Null);
         assert!(is_digits(Some(&json!(" 123 "))));
         assert!(is_digits(Some(&json!(123))));
@@ -280,20 +316,36 @@ mod tests {
             multifield_add(Some(&rows), Some(&values), Some(&json!(kind))).unwrap()
         };
         assert_eq!(
-            add(json!(["8 926 123 45 67", "+7 900 000-00-00", "79000000000"]), "phone"),
+            add(
+                json!(["8 926 123 45 67", "+7 900 000-00-00", "79000000000"]),
+                "phone"
+            ),
             json!([{"VALUE": "+7 900 000-00-00", "VALUE_TYPE": "WORK"}])
         );
         let mails = json!([{"VALUE": "Ivan@Example.ru"}]);
         assert_eq!(
-            multifield_add(Some(&mails), Some(&json!("ivan@example.ru, new@x.ru")), Some(&json!("email"))).unwrap(),
+            multifield_add(
+                Some(&mails),
+                Some(&json!("ivan@example.ru, new@x.ru")),
+                Some(&json!("email"))
+            )
+            .unwrap(),
             json!([{"VALUE": "new@x.ru", "VALUE_TYPE": "WORK"}])
         );
         assert_eq!(
-            multifield_add(Some(&mails), Some(&json!("ivan@example.ru")), Some(&json!("web"))).unwrap(),
+            multifield_add(
+                Some(&mails),
+                Some(&json!("ivan@example.ru")),
+                Some(&json!("web"))
+            )
+            .unwrap(),
             json!([{"VALUE": "ivan@example.ru", "VALUE_TYPE": "WORK"}]),
             "other kinds compare exactly"
         );
-        assert_eq!(multifield_add(None, Some(&json!("")), Some(&json!("phone"))).unwrap(), json!([]));
+        assert_eq!(
+            multifield_add(None, Some(&json!("")), Some(&json!("phone"))).unwrap(),
+            json!([])
+        );
         assert_eq!(
             multifield_add(None, Some(&json!("a")), None).unwrap(),
             json!([{"VALUE": "a", "VALUE_TYPE": "WORK"}])

@@ -11,6 +11,7 @@ mod activity;
 mod declare;
 pub mod form;
 pub mod oauth;
+pub mod register;
 pub mod reply;
 pub mod request;
 
@@ -28,7 +29,7 @@ use crate::connectors::http::transport::Transport;
 use crate::secrets;
 
 pub use activity::ActivityConfig;
-pub use declare::Declaration;
+pub use declare::{Declaration, Property};
 
 pub fn register(r: &mut Registry) {
     r.connection::<AppConnection>("bitrix24.app");
