@@ -7,8 +7,14 @@ use super::params::{as_i64, get_ci, scalar_text, truthy};
 use super::schema::{FieldDef, FieldKind, MULTI_FIELDS};
 use serde_json::{Map, Value, json};
 
+mod activity;
 mod bizproc;
 mod crm;
+mod dictionaries;
+mod invoice;
+mod item;
+mod links;
+mod timeline;
 
 /// An error answer: HTTP status, `error`, `error_description`.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,7 +106,11 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
             ("activity", "list" | "get" | "add" | "delete" | "fields") => true,
             ("deal", "productrows.get" | "productrows.set" | "contact.items.get") => true,
             ("contact", "company.items.get") | ("company", "contact.items.get") => true,
-            ("item", "list") => true,
+            ("item", "list" | "get" | "update") => true,
+            ("company", "contact.items.set") => true,
+            ("timeline", "comment.add") => true,
+            ("status", "list") | ("currency", "list") | ("category", "list") => true,
+            ("invoice", "get") => true,
             _ => false,
         };
         return known.then_some("crm");
@@ -222,6 +232,15 @@ fn call_named(
         }
         "crm.item.list" => super::items::item_list(portal, params),
         "crm.company.contact.items.get" => crm::company_contacts_get(portal, params),
+        "crm.item.get" => item::item_get(portal, params),
+        "crm.item.update" => item::item_update(portal, params, env),
+        "crm.company.contact.items.set" => links::company_contact_items_set(portal, params, env),
+        "crm.activity.add" => activity::activity_add(portal, params, env),
+        "crm.timeline.comment.add" => timeline::comment_add(portal, params, env),
+        "crm.status.list" => dictionaries::status_list(portal, params),
+        "crm.currency.list" => Ok(dictionaries::currency_list()),
+        "crm.category.list" => dictionaries::category_list(params),
+        "crm.invoice.get" => invoice::invoice_get(portal, params),
         "bizproc.activity.add" => bizproc::activity_add(portal, params, env),
         "bizproc.activity.update" => bizproc::activity_update(portal, params, env),
         "bizproc.activity.list" => bizproc::activity_list(portal, env),
@@ -345,5 +364,7 @@ fn department_get(portal: &Portal, params: &Map<String, Value>) -> Result<Reply,
     Ok(list_reply(t, page, None))
 }
 
+#[cfg(test)]
+mod bp_tests;
 #[cfg(test)]
 mod tests;

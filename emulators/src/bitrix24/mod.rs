@@ -29,8 +29,11 @@
 //! `bizproc.event.send` work in the application context (`bizproc`), and `workflow` sends a
 //! handler request as Bitrix24's queue server does (also `POST /_emulator/workflow`).
 //!
-//! `crm.item.list` is emulated for leads, deals, contacts and companies (`items`). Not emulated:
-//! the other `crm.item.*` methods, `crm.activity.binding.list`, `crm.timeline.comment.add`,
+//! The CRM methods of the business-process actions live in `methods::{links, item, activity,
+//! timeline, invoice, dictionaries}`; `generate::bp` adds their demo data.
+//!
+//! `crm.item.list/get/update` are emulated for leads, deals, contacts and companies (`items`,
+//! `methods::item`). Not emulated: `crm.activity.binding.list`, `fm` on `crm.item.update`,
 //! `multipart/form-data` bodies, `.xml` output, the OAuth authorization-code flow, https
 //! handlers, plain-HTTP rejection, `logic: OR` filters, outgoing event webhooks, per-client-IP
 //! buckets (one bucket per portal), user-field permissions, and `crm.*.fields` beyond the

@@ -6,6 +6,7 @@ mod call;
 pub mod client;
 mod clock;
 mod encode;
+mod guard;
 mod list;
 mod update;
 
