@@ -70,9 +70,17 @@ impl AppConfig {
     /// `B24_APP_CLIENT_SECRET` and `B24_OAUTH_URL` (default: the official server). The error
     /// names every variable that is missing.
     pub fn from_env() -> Result<AppConfig, String> {
+        AppConfig::from_env_at(None)
+    }
+
+    /// As [`AppConfig::from_env`], with the endpoint given (a pipeline's `endpoint:`) rather
+    /// than read from `B24_APP_ENDPOINT`.
+    pub fn from_env_at(endpoint: Option<String>) -> Result<AppConfig, String> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let endpoint = endpoint.filter(|e| !e.trim().is_empty());
         let missing: Vec<String> = ENV[..5]
             .iter()
+            .filter(|(name, _)| !(*name == "B24_APP_ENDPOINT" && endpoint.is_some()))
             .filter(|(name, _)| get(name).is_none())
             .map(|(name, what)| format!("{name} ({what})"))
             .collect();
@@ -83,7 +91,7 @@ impl AppConfig {
             ));
         }
         AppConfig::new(
-            get("B24_APP_ENDPOINT").unwrap_or_default(),
+            endpoint.unwrap_or_else(|| get("B24_APP_ENDPOINT").unwrap_or_default()),
             get("B24_APP_MEMBER_ID").unwrap_or_default(),
             get("B24_APP_TOKEN").unwrap_or_default(),
             get("B24_APP_CLIENT_ID").unwrap_or_default(),
@@ -147,6 +155,10 @@ impl AppConfig {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppConnection {
+    /// The portal's REST endpoint for app calls (default: `B24_APP_ENDPOINT`).
+    #[serde(default)]
+    #[schemars(example = &"${env:B24_APP_ENDPOINT}")]
+    pub endpoint: Option<String>,
     /// The portal's limits.
     #[serde(flatten)]
     pub limits: PortalLimits,
@@ -157,7 +169,7 @@ pub struct AppConnection {
 
 impl ConnectionConfig for AppConnection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
-        let app = AppConfig::from_env()?;
+        let app = AppConfig::from_env_at(self.endpoint)?;
         let base = app.endpoint.clone();
         let cfg = self
             .limits
