@@ -5,6 +5,7 @@ mod harness;
 
 mod b24;
 mod b24_clock;
+mod bp_actions;
 mod bench;
 mod comagic_client;
 mod comagic_sales;
