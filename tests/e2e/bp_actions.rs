@@ -40,7 +40,10 @@ impl Answered {
         self.reply["return_values"][key].clone()
     }
     fn log(&self) -> String {
-        self.reply["log_message"].as_str().unwrap_or_default().to_string()
+        self.reply["log_message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -206,9 +209,7 @@ fn update_deal_refusals_answer_false_with_the_reason() {
     assert_replied(&emu, &a, json!({"result": "false"}));
     assert_eq!(
         a.log(),
-        "Не заполнен обязательный параметр: ID Сделки",
-        "{}",
-        a.log()
+        "Сделка не изменена: Не заполнен обязательный параметр: ID Сделки"
     );
     assert_eq!(crm_calls(&emu), 0, "no CRM call without the required input");
 }
@@ -290,7 +291,10 @@ fn update_contact_and_lead() {
         json!({"title": "x"}),
     );
     assert_replied(&emu, &a, json!({"result": "false"}));
-    assert_eq!(a.log(), "Не заполнен обязательный параметр: ID Лида");
+    assert_eq!(
+        a.log(),
+        "Лид не изменён: Не заполнен обязательный параметр: ID Лида"
+    );
 }
 
 #[test]
@@ -332,7 +336,10 @@ fn activity_add_creates_once_with_its_origin_and_delete_removes_it() {
         missing,
     );
     assert_replied(&emu, &a, json!({"activity_id": ""}));
-    assert_eq!(a.log(), "Не заполнен обязательный параметр: Заголовок дела");
+    assert_eq!(
+        a.log(),
+        "Дело не создано: Не заполнен обязательный параметр: Заголовок дела"
+    );
     assert_eq!(crm_calls(&emu), 0);
 
     let id_text = found[0]["ID"].as_str().unwrap().to_string();
@@ -365,7 +372,9 @@ fn feed_message_posts_a_timeline_comment() {
     assert_replied(&emu, &a, json!({"result": "true"}));
     let call = &emu.calls("crm.timeline.comment.add")[0];
     assert!(
-        call.params.to_string().contains("[B]Итог[/B]\\nСчёт оплачен"),
+        call.params
+            .to_string()
+            .contains("[B]Итог[/B]\\nСчёт оплачен"),
         "{:?}",
         call.params
     );
@@ -438,7 +447,11 @@ fn a_dry_run_writes_nothing_and_sends_no_reply() {
     assert_eq!(a.out.status.code(), Some(0), "{}", stderr(&a.out));
     assert_eq!(emu.requests("crm.deal.update"), 0);
     assert!(emu.event_sends_for(&a.event_token).is_empty());
-    assert!(stdout(&a.out).contains("crm.deal.update"), "{}", stdout(&a.out));
+    assert!(
+        stdout(&a.out).contains("crm.deal.update"),
+        "{}",
+        stdout(&a.out)
+    );
     assert_eq!(a.result("result"), "true");
 
     // use_subscription=N: the action runs, nothing is sent back.
@@ -454,6 +467,9 @@ fn a_dry_run_writes_nothing_and_sends_no_reply() {
 // --- registration ---
 
 fn sync(emu: &Emulator, s: &Scratch, files: &[PathBuf], extra: &[&str]) -> Output {
+    // Each sync is a new process: a fresh bucket on the portal too, so that the counts below
+    // are requests made, not refusals repeated.
+    emu.reset_limits();
     let (_, refresh) = emu.issue_tokens(1);
     let mut cmd = etl();
     app_env(&mut cmd, emu)
@@ -489,8 +505,19 @@ fn sync_adds_then_leaves_unchanged_then_updates_and_prunes() {
     let s = Scratch::new();
     let files = all_actions();
     assert_eq!(files.len(), 9);
-    let out = sync(&emu, &s, &files, &["--handler-base", "https://etl.example.ru/"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let out = sync(
+        &emu,
+        &s,
+        &files,
+        &["--handler-base", "https://etl.example.ru/"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_eq!(lines_starting(&out, "added"), 9, "{}", stdout(&out));
     assert_eq!(emu.requests("bizproc.activity.add"), 9);
     let registered = emu.registered_activities();
@@ -525,20 +552,32 @@ fn sync_adds_then_leaves_unchanged_then_updates_and_prunes() {
     );
 
     // The same payloads again: nothing to send.
-    let out = sync(&emu, &s, &files, &["--handler-base", "https://etl.example.ru"]);
+    let out = sync(
+        &emu,
+        &s,
+        &files,
+        &["--handler-base", "https://etl.example.ru"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(lines_starting(&out, "unchanged"), 9, "{}", stdout(&out));
     assert_eq!(emu.requests("bizproc.activity.update"), 0);
 
     // A new handler: every action updated.
-    let out = sync(&emu, &s, &files, &["--handler-base", "https://etl2.example.ru"]);
+    let out = sync(
+        &emu,
+        &s,
+        &files,
+        &["--handler-base", "https://etl2.example.ru"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(lines_starting(&out, "updated"), 9, "{}", stdout(&out));
     assert_eq!(emu.requests("bizproc.activity.update"), 9);
-    assert!(emu.registered_activities().iter().all(|a| a.fields["HANDLER"]
-        .as_str()
-        .unwrap()
-        .starts_with("https://etl2.example.ru/bp/")));
+    assert!(emu.registered_activities().iter().all(|a| {
+        a.fields["HANDLER"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://etl2.example.ru/bp/")
+    }));
 
     // Only one file declared: the other eight are deleted.
     let out = sync(

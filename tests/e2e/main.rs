@@ -5,8 +5,8 @@ mod harness;
 
 mod b24;
 mod b24_clock;
-mod bp_actions;
 mod bench;
+mod bp_actions;
 mod comagic_client;
 mod comagic_sales;
 mod comagic_serve;
