@@ -7,6 +7,7 @@ mod b24;
 mod b24_clock;
 mod bench;
 mod bp_actions;
+mod bp_steps;
 mod comagic_client;
 mod comagic_sales;
 mod comagic_serve;

@@ -137,6 +137,19 @@ async fn token_endpoint_rotates_refresh_tokens() {
     assert_eq!(s, 401);
     assert!(b2.contains("invalid_client"), "{b2}");
     assert_eq!(emu.token_refreshes(), 1);
+    // the environment handed to an application can refresh too
+    let vars: std::collections::HashMap<_, _> = emu.app_vars().into_iter().collect();
+    assert_eq!(vars["B24_APP_ENDPOINT"], emu.app_endpoint());
+    assert_eq!(vars["B24_OAUTH_URL"], emu.oauth_url());
+    let (s, _) = get_text(
+        &c,
+        url(
+            &vars["B24_APP_CLIENT_SECRET"],
+            &vars["B24_APP_REFRESH_TOKEN"],
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
 }
 
 #[tokio::test]
@@ -485,4 +498,58 @@ async fn http_trigger_fires_a_workflow() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 502);
+}
+
+#[tokio::test]
+async fn invoice_add_commits_then_answers_500() {
+    let emu = Emulator::start(cfg(), Portal::demo()).await.unwrap();
+    let c = client();
+    let (access, _) = emu.issue_tokens(1);
+    emu.faults()
+        .on_method("crm.invoice.add", Fault::WriteThenFail, 1);
+    let fields = json!({"ORDER_TOPIC": "Сделка", "PERSON_TYPE_ID": 2, "PAY_SYSTEM_ID": 2, "XML_ID": "b24etl:ev1",
+        "PRODUCT_ROWS": [{"PRODUCT_NAME": "8 занятий", "PRICE": 6400, "QUANTITY": 1}]});
+    let (s, b) = call(
+        &c,
+        &emu,
+        "crm.invoice.add",
+        json!({"auth": access, "fields": fields}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].clone()),
+        (500, json!("INTERNAL_SERVER_ERROR"))
+    );
+    let (s, b) = call(&c, &emu, "crm.invoice.list", json!({"auth": access, "filter": {"XML_ID": "b24etl:ev1"}, "select": ["ID", "ACCOUNT_NUMBER"]})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b["result"].as_array().unwrap().len(),
+        1,
+        "the invoice was committed"
+    );
+    assert_eq!(emu.mutations("crm.invoice.add"), 1);
+}
+
+#[tokio::test]
+async fn drive_download_url_serves_the_file() {
+    let emu = Emulator::start(cfg(), Portal::demo()).await.unwrap();
+    let c = client();
+    let id = emu.add_disk_file("отчёт.csv", b"a;b\n1;2\n", None);
+    let (access, _) = emu.issue_tokens(1);
+    let (s, b) = call(&c, &emu, "disk.file.get", json!({"auth": access, "id": id})).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["result"]["SIZE"], "8");
+    let url = b["result"]["DOWNLOAD_URL"].as_str().unwrap().to_string();
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()[axum::http::header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("utf-8''")
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"a;b\n1;2\n");
+    let (s, _) = get_text(&c, url.replace("token=", "token=x")).await;
+    assert_eq!(s, 404);
+    assert_eq!(emu.requests("disk.download"), 1);
 }

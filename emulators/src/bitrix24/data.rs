@@ -212,6 +212,10 @@ pub struct Portal {
     next_productrow_id: u64,
     mutations: BTreeMap<String, u64>,
     pub(crate) bizproc: super::bizproc::Bizproc,
+    /// `http://127.0.0.1:PORT` once served (public links, download URLs).
+    pub(crate) base_url: String,
+    /// Drive file contents by file ID (`disk.file.get`'s DOWNLOAD_URL serves them).
+    pub(crate) files: HashMap<u64, Vec<u8>>,
 }
 
 impl Default for Portal {
@@ -236,6 +240,8 @@ impl Portal {
             next_productrow_id: 1000,
             mutations: BTreeMap::new(),
             bizproc: Default::default(),
+            base_url: "http://127.0.0.1".into(),
+            files: HashMap::new(),
         }
     }
 

@@ -128,6 +128,8 @@ pub(super) async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Respo
         html_response(503, "503 Service Temporarily Unavailable")
     } else if path.starts_with("/oauth/token") {
         oauth::token_endpoint(&sh, &req)
+    } else if path.starts_with("/disk/download/") {
+        files::download(&sh, &req)
     } else {
         handle_inner(&sh, req, received).await
     };

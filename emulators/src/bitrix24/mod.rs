@@ -29,11 +29,14 @@
 //! `bizproc.event.send` work in the application context (`bizproc`), and `workflow` sends a
 //! handler request as Bitrix24's queue server does (also `POST /_emulator/workflow`).
 //!
-//! The CRM methods of the business-process actions live in `methods::{links, item, activity,
-//! timeline, invoice, dictionaries}`; `generate::bp` adds their demo data.
+//! The methods of the business-process actions live in `methods::{links, item, activity,
+//! timeline, invoice, dictionaries, requisites, telephony, calendar, disk}`; `files` serves
+//! Drive downloads (`/disk/download/ID/?token=…`); `generate::bp` adds their demo data.
+//! "The write commits, then the portal answers 500" is [`Fault::WriteThenFail`] (e.g.
+//! `faults().on_method("crm.invoice.add", Fault::WriteThenFail, 1)`).
 //!
-//! `crm.item.list/get/update` are emulated for leads, deals, contacts and companies (`items`,
-//! `methods::item`). Not emulated: `crm.activity.binding.list`, `fm` on `crm.item.update`,
+//! `crm.item.list/get/update/add` are emulated for leads, deals, contacts, companies and smart
+//! invoices (31) (`items`, `methods::item`). Not emulated: `crm.activity.binding.list`, `fm` on `crm.item.update`,
 //! `multipart/form-data` bodies, `.xml` output, the OAuth authorization-code flow, https
 //! handlers, plain-HTTP rejection, `logic: OR` filters, outgoing event webhooks, per-client-IP
 //! buckets (one bucket per portal), user-field permissions, and `crm.*.fields` beyond the
@@ -46,6 +49,7 @@ pub mod cell;
 pub mod data;
 pub mod dates;
 pub mod faults;
+mod files;
 pub mod filter;
 pub mod generate;
 mod http;
@@ -284,6 +288,7 @@ impl Emulator {
             .with_state(shared.clone());
         let server = ServerThread::spawn_at("b24-emulator", addr, app)?;
         let _ = shared.addr.set(server.addr());
+        lock(&shared.portal).base_url = server.url();
         Ok(Emulator { shared, server })
     }
 

@@ -157,6 +157,22 @@ impl Emulator {
         self.shared.cfg().app.member_id
     }
 
+    /// The environment of an application on this portal, as issue 11 names it:
+    /// `B24_APP_ENDPOINT`, `B24_APP_MEMBER_ID`, `B24_APP_TOKEN`, `B24_APP_CLIENT_ID`,
+    /// `B24_APP_CLIENT_SECRET`, `B24_OAUTH_URL` and `B24_APP_REFRESH_TOKEN` (a fresh refresh
+    /// token of the administrator, user 1, for registration).
+    pub fn app_vars(&self) -> Vec<(&'static str, String)> {
+        let (_, refresh) = self.issue_tokens(1);
+        vec![
+            ("B24_APP_ENDPOINT", self.app_endpoint()),
+            ("B24_APP_MEMBER_ID", self.member_id()),
+            ("B24_APP_TOKEN", self.application_token()),
+            ("B24_APP_CLIENT_ID", self.client_id()),
+            ("B24_APP_CLIENT_SECRET", self.client_secret()),
+            ("B24_OAUTH_URL", self.oauth_url()),
+            ("B24_APP_REFRESH_TOKEN", refresh),
+        ]
+    }
     /// A fresh OAuth pair `(access_token, refresh_token)` for `user_id`, valid for an hour of
     /// the emulator's clock.
     pub fn issue_tokens(&self, user_id: u64) -> (String, String) {

@@ -144,3 +144,96 @@ pub(super) fn item_update(
     portal.count_mutation("crm.item.update");
     Ok(Reply::value(item_view(portal, entity, id)))
 }
+
+/// `crm.item.add {entityTypeId, fields}` -> `{item}`. Smart invoices (31) get the default
+/// pipeline's first stage and an `accountNumber` from their ID; other types take the legacy
+/// table's fields.
+pub(super) fn item_add(
+    portal: &mut Portal,
+    params: &Map<String, Value>,
+    env: &Env,
+) -> Result<Reply, ApiError> {
+    let type_id = get_ci(params, "entityTypeId").and_then(as_i64).unwrap_or(0);
+    let entity = entity_of(type_id)
+        .ok_or_else(|| ApiError::new(400, "NOT_FOUND", "Smart process not found"))?;
+    let fields = map_param(params, "fields")?.cloned().unwrap_or_default();
+    let id = portal.table_mut(entity).next_id();
+    let now = format_ts(env.now, portal.offset_secs);
+    let user = env.user_id.to_string();
+    let mut row = Map::new();
+    row.insert("ID".into(), json!(id.to_string()));
+    if entity == "smart_invoice" {
+        let base = json!({"TITLE": format!("Счёт #{id}"), "ACCOUNT_NUMBER": id.to_string(), "XML_ID": "",
+            "CATEGORY_ID": "1", "STAGE_ID": "DT31_1:N", "OPPORTUNITY": 0, "CURRENCY_ID": "RUB",
+            "COMPANY_ID": "0", "CONTACT_ID": "0", "MYCOMPANY_ID": "0", "ASSIGNED_BY_ID": user,
+            "CREATED_BY": user, "UPDATED_BY": user, "CREATED_TIME": now, "UPDATED_TIME": now});
+        row.extend(base.as_object().cloned().unwrap_or_default());
+        for (k, v) in &fields {
+            let key = to_upper_snake(k);
+            if key == "CONTACT_IDS" {
+                continue;
+            }
+            row.insert(key, v.clone());
+        }
+        portal.insert(entity, row);
+    } else {
+        portal.insert(entity, row);
+        let legacy: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (to_upper_snake(k), v.clone()))
+            .collect();
+        super::crm::apply_fields(portal, entity, id, &legacy);
+        super::crm::touch(portal, entity, id, env);
+    }
+    portal.count_mutation("crm.item.add");
+    Ok(Reply::value(item_view(portal, entity, id)))
+}
+
+/// `crm.item.productrow.set {ownerType:"SI", ownerId, productRows}` -> `{productRows}`; the
+/// invoice's amount follows its rows.
+pub(super) fn productrow_set(
+    portal: &mut Portal,
+    params: &Map<String, Value>,
+) -> Result<Reply, ApiError> {
+    let owner_type = get_ci(params, "ownerType")
+        .and_then(scalar_text)
+        .unwrap_or_default();
+    if owner_type != "SI" {
+        return Err(ApiError::new(
+            400,
+            "INVALID_ARG_VALUE",
+            "ownerType is not supported",
+        ));
+    }
+    let owner_id = get_ci(params, "ownerId").and_then(id_of).unwrap_or(0);
+    if !portal
+        .table("smart_invoice")
+        .is_some_and(|t| t.contains(owner_id))
+    {
+        return Err(not_found());
+    }
+    let rows: Vec<Value> = match get_ci(params, "productRows") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Object(o)) => o.values().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let mut total = 0.0;
+    let mut stored = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let mut r = r.as_object().cloned().unwrap_or_default();
+        let num = |k: &str| get_ci(&r, k).and_then(|v| scalar_text(v)?.trim().parse::<f64>().ok());
+        let (price, qty) = (num("price").unwrap_or(0.0), num("quantity").unwrap_or(1.0));
+        total += price * qty;
+        r.insert("id".into(), json!(owner_id * 100 + i as u64 + 1));
+        r.insert("ownerId".into(), json!(owner_id));
+        r.insert("ownerType".into(), json!("SI"));
+        r.insert("price".into(), json!(price));
+        r.insert("quantity".into(), json!(qty));
+        stored.push(Value::Object(r));
+    }
+    let t = portal.table_mut("smart_invoice");
+    t.set(owner_id, "PRODUCT_ROWS", Some(Value::Array(stored.clone())));
+    t.set(owner_id, "OPPORTUNITY", Some(json!(total)));
+    portal.count_mutation("crm.item.productrow.set");
+    Ok(Reply::value(json!({ "productRows": stored })))
+}
