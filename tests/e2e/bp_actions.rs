@@ -74,6 +74,20 @@ fn answer_with(emu: &Emulator, file: &str, wf: Workflow, extra: &[&str]) -> Answ
         .arg("--no-progress")
         .args(extra);
     let out = run(&mut cmd);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    for key in [
+        "event_token",
+        "auth[access_token]",
+        "auth[refresh_token]",
+        "auth[application_token]",
+    ] {
+        let secret = request.get(key).unwrap_or_default();
+        assert!(
+            !secret.is_empty() && !printed.contains(secret),
+            "{key} printed"
+        );
+    }
+    assert!(!printed.contains(&emu.client_secret()));
     let reply = printed_reply(&stdout(&out));
     Answered {
         out,
@@ -638,5 +652,54 @@ fn sync_refuses_a_pipeline_that_declares_no_action() {
         &["--handler-base", "https://etl.example.ru", "--dry-run"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(emu.http_requests(), 0);
+}
+
+#[test]
+fn sync_uses_the_install_tokens_kept_in_the_state_and_renews_them_once() {
+    let emu = b24(Portal::demo());
+    let s = Scratch::new();
+    let (access, refresh) = emu.issue_tokens(1);
+    {
+        let store = etl::state::Store::open(&s.state()).unwrap();
+        let tokens = json!({"access_token": access, "refresh_token": refresh, "user_id": "1"});
+        store
+            .kv_put_all("_app", "oauth", &[("install".to_string(), tokens)])
+            .unwrap();
+    }
+    // The access token of the install event has expired: renewed once with its refresh token.
+    assert!(emu.expire_access_token(&access));
+    let mut cmd = etl();
+    app_env(&mut cmd, &emu)
+        .args(["activities", "sync"])
+        .arg(action("invoice_status.yaml"))
+        .args(["--handler-base", "https://etl.example.ru", "--state"])
+        .arg(s.state());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "added b24etl_invoice_status");
+    assert_eq!(emu.token_refreshes(), 1);
+    assert_eq!(emu.registered_activities().len(), 1);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains(&access) && !printed.contains(&refresh));
+}
+
+#[test]
+fn sync_without_any_admin_token_says_how_to_get_one() {
+    let emu = b24(Portal::demo());
+    let s = Scratch::new();
+    let mut cmd = etl();
+    app_env(&mut cmd, &emu)
+        .args(["activities", "sync"])
+        .arg(action("invoice_status.yaml"))
+        .args(["--handler-base", "https://etl.example.ru", "--state"])
+        .arg(s.state());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("B24_APP_REFRESH_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(emu.http_requests(), 0);
 }
