@@ -52,8 +52,7 @@ fn printed_reply(text: &str) -> Value {
     let start = text
         .match_indices('{')
         .map(|(i, _)| i)
-        .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
-        .next_back()
+        .rfind(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
         .unwrap_or_else(|| panic!("no reply printed:\n{text}"));
     serde_json::from_str(text[start..].trim()).unwrap_or_else(|e| panic!("{e}:\n{text}"))
 }
