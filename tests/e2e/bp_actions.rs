@@ -702,3 +702,41 @@ fn sync_without_any_admin_token_says_how_to_get_one() {
     );
     assert_eq!(emu.http_requests(), 0);
 }
+
+/// Issue 11 item 5: crm.activity.add is made, then its answer is lost (HTTP 500 after the
+/// write). The engine does not create it again: it finds it by ORIGIN_ID and answers its ID.
+#[test]
+fn activity_add_after_a_lost_answer_finds_the_activity_instead_of_creating_another() {
+    let emu = b24(Portal::demo());
+    emu.faults().on_method(
+        "crm.activity.add",
+        emulators::bitrix24::Fault::WriteThenFail,
+        1,
+    );
+    let a = answer(
+        &emu,
+        "activity_add.yaml",
+        "b24etl_activity_add",
+        "DEAL_96000",
+        json!({"subject": "Встреча", "type_id": "1", "description": "Обсудить договор",
+               "owner_type": "2", "owner_id": "96000", "priority": "2",
+               "communication": "client@example.ru"}),
+    );
+    assert_eq!(a.out.status.code(), Some(0), "{}", stderr(&a.out));
+    let origin = format!("b24etl:{}", a.reply["event_key"].as_str().unwrap());
+    let found = emu
+        .act(
+            "crm.activity.list",
+            json!({"filter": {"ORIGIN_ID": origin}, "select": ["ID"]}),
+        )
+        .unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "created once");
+    assert_eq!(emu.requests("crm.activity.add"), 1);
+    assert_eq!(emu.requests("crm.activity.list"), 1);
+    let id = found[0]["ID"].clone();
+    assert_eq!(
+        a.result("activity_id").to_string().trim_matches('"'),
+        id.as_str().unwrap()
+    );
+    assert_eq!(emu.event_sends_for(&a.event_token).len(), 1);
+}
