@@ -93,9 +93,9 @@ impl Bp {
     }
 }
 
-/// Find the action pipelines under `pipelines`; without any, `None` (no `/bp` routes, no app
-/// configuration needed). With some, the app's environment is required and every action
-/// pipeline must load; the background work (queued runs, unsent replies) starts.
+/// Find the action pipelines under `pipelines`; without any, or without the app's environment
+/// (a warning then), `None`: no `/bp` routes. Otherwise every action pipeline must load, and
+/// the background work (queued runs, unsent replies) starts.
 pub async fn start(
     pipelines: &Path,
     store: Arc<Store>,
@@ -108,8 +108,18 @@ pub async fn start(
     if actions.is_empty() {
         return Ok(None);
     }
-    let app = AppConfig::from_env()
-        .map_err(|e| format!("{e} (the pipelines include business-process actions)"))?;
+    // A serve for `/run` and schedules keeps working where no application is configured;
+    // the operator is told why the actions are not served.
+    let app = match AppConfig::from_env() {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::warn!(
+                actions = actions.len(),
+                "business-process actions are not served (no /bp routes): {e}"
+            );
+            return Ok(None);
+        }
+    };
     let checked = actions.clone();
     tokio::task::spawn_blocking(move || actions::validate(&checked))
         .await

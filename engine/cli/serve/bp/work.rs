@@ -264,6 +264,11 @@ async fn deliver(bp: &Arc<Bp>, mut row: BpRow) -> Result<(), String> {
     if let Some(journal) = &bp.journal {
         journal.write(&row, &answer, &settled);
     }
+    // Erased from the store, the request's secrets need no more masking.
+    let tokens = tokens_of(&row);
+    for secret in [&event_token, &tokens.access_token, &tokens.refresh_token] {
+        crate::secrets::forget(secret);
+    }
     Ok(())
 }
 
