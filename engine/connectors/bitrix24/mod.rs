@@ -38,15 +38,34 @@ pub struct Bitrix24Connection {
     /// never printed.
     #[schemars(example = &"${env:B24_WEBHOOK_URL}")]
     pub webhook_url: String,
-    /// The portal's limits.
-    #[serde(flatten)]
-    pub limits: PortalLimits,
+    /// Leaky bucket capacity of the portal (250 on Enterprise).
+    #[serde(default = "default_burst")]
+    #[schemars(range(min = 1))]
+    pub burst: u32,
+    /// Leaky bucket drain per second (5 on Enterprise).
+    #[serde(default = "default_drain")]
+    #[schemars(range(min = 0.1))]
+    pub drain_per_second: f64,
+    /// Per-method operating-time budget over 10 minutes, in seconds.
+    #[serde(default = "default_operating")]
+    pub operating_limit_secs: f64,
     /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
     #[serde(flatten)]
     pub transport: Transport<50, 5>,
 }
 
-/// A portal's limits, as its plan sets them.
+impl Bitrix24Connection {
+    fn limits(&self) -> PortalLimits {
+        PortalLimits {
+            burst: self.burst,
+            drain_per_second: self.drain_per_second,
+            operating_limit_secs: self.operating_limit_secs,
+        }
+    }
+}
+
+/// A portal's limits, as its plan sets them. Connections write the three keys themselves:
+/// two flattened structs in one connection lose the positions of their errors.
 #[derive(Deserialize, JsonSchema)]
 pub struct PortalLimits {
     /// Leaky bucket capacity of the portal (250 on Enterprise).
@@ -99,9 +118,11 @@ impl PortalLimits {
 
 impl ConnectionConfig for Bitrix24Connection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
-        let cfg =
-            self.limits
-                .client_config(self.webhook_url, &self.transport, client::Auth::Webhook)?;
+        let cfg = self.limits().client_config(
+            self.webhook_url.clone(),
+            &self.transport,
+            client::Auth::Webhook,
+        )?;
         Ok(Arc::new(client::Client::new(cfg)?))
     }
 }

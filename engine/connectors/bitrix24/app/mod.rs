@@ -159,9 +159,17 @@ pub struct AppConnection {
     #[serde(default)]
     #[schemars(example = &"${env:B24_APP_ENDPOINT}")]
     pub endpoint: Option<String>,
-    /// The portal's limits.
-    #[serde(flatten)]
-    pub limits: PortalLimits,
+    /// Leaky bucket capacity of the portal (250 on Enterprise).
+    #[serde(default = "super::default_burst")]
+    #[schemars(range(min = 1))]
+    pub burst: u32,
+    /// Leaky bucket drain per second (5 on Enterprise).
+    #[serde(default = "super::default_drain")]
+    #[schemars(range(min = 0.1))]
+    pub drain_per_second: f64,
+    /// Per-method operating-time budget over 10 minutes, in seconds.
+    #[serde(default = "super::default_operating")]
+    pub operating_limit_secs: f64,
     /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
     #[serde(flatten)]
     pub transport: Transport<50, 5>,
@@ -171,9 +179,12 @@ impl ConnectionConfig for AppConnection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
         let app = AppConfig::from_env_at(self.endpoint)?;
         let base = app.endpoint.clone();
-        let cfg = self
-            .limits
-            .client_config(base, &self.transport, Auth::app(app))?;
+        let limits = PortalLimits {
+            burst: self.burst,
+            drain_per_second: self.drain_per_second,
+            operating_limit_secs: self.operating_limit_secs,
+        };
+        let cfg = limits.client_config(base, &self.transport, Auth::app(app))?;
         Ok(Arc::new(Client::new(cfg)?))
     }
 }
