@@ -23,6 +23,7 @@ use crate::connectors::bitrix24::app::register::{self, Change};
 use crate::connectors::bitrix24::app::request::UserTokens;
 use crate::connectors::bitrix24::app::{AppConfig, Declaration, oauth};
 use crate::connectors::bitrix24::client::{Auth, Client, ClientConfig};
+use crate::runtime::error::ConnectorError;
 use crate::secrets::{self, redact};
 use crate::state::{self, Store};
 
@@ -156,16 +157,25 @@ fn application() -> Result<AppConfig, String> {
 async fn admin_tokens(app: &AppConfig, store: Option<&Store>) -> Result<UserTokens, String> {
     let refresh = std::env::var("B24_APP_REFRESH_TOKEN").unwrap_or_default();
     let refresh = refresh.trim();
-    if !refresh.is_empty() {
-        secrets::register(refresh);
-        return oauth::refresh(app, refresh)
-            .await
-            .map_err(|e| format!("B24_APP_REFRESH_TOKEN: {e}"));
-    }
     let installed = store
         .map(|s| s.kv_get(APP_STATE, OAUTH_TABLE, INSTALL_KEY))
         .transpose()?
         .flatten();
+    if !refresh.is_empty() {
+        secrets::register(refresh);
+        match oauth::refresh(app, refresh).await {
+            Ok(tokens) => return Ok(tokens),
+            // Refresh tokens are single-use: after the first sync the pair in use is the one
+            // kept in the state (see `keep_tokens`), and the variable's token is spent.
+            Err(ConnectorError::Rejected(e)) if installed.is_some() => {
+                eprintln!(
+                    "note: B24_APP_REFRESH_TOKEN was refused ({}); using the tokens kept in the state",
+                    redact(&e)
+                );
+            }
+            Err(e) => return Err(format!("B24_APP_REFRESH_TOKEN: {e}")),
+        }
+    }
     let Some(installed) = installed else {
         return Err(
             "no administrator token: set B24_APP_REFRESH_TOKEN, or install the \
@@ -275,7 +285,22 @@ async fn sync(args: &[PathBuf], opts: &SyncOptions) -> u8 {
             redact(&e)
         );
     }
+    keep_tokens(store.as_ref(), &client);
     if failed > 0 { EXIT_ABORTED } else { EXIT_OK }
+}
+
+/// Keep the administrator's tokens in use now for the next sync: a renewal spends the refresh
+/// token it used, so the pair it handed out is the only one that still works.
+fn keep_tokens(store: Option<&Store>, client: &Client) {
+    let (Some(store), Some(tokens)) = (store, client.tokens()) else {
+        return;
+    };
+    if let Err(e) = store.kv_put_secret(APP_STATE, OAUTH_TABLE, INSTALL_KEY, &json!(tokens)) {
+        eprintln!(
+            "note: the renewed administrator tokens are not kept: {}",
+            redact(&e)
+        );
+    }
 }
 
 /// Register one action. `Ok(None)`: a dry run, which printed the payload instead.
