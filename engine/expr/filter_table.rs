@@ -5,7 +5,7 @@
 use minijinja::Environment;
 use minijinja::value::Value;
 
-use super::filters::{self, core};
+use super::filters::{self, b24, core};
 
 /// One filter: its name, how it is called, what it does, and an example that a test renders.
 pub struct FilterDoc {
@@ -119,6 +119,70 @@ pub const FILTERS: &[FilterDoc] = &[
         add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::compact)),
     },
     FilterDoc {
+        name: "b24_id",
+        signature: "b24_id",
+        description: "An ID as a business process sends it: the first integer > 0 in the first non-empty element of a list or of an `a, b` text (`123`, ` 123 `, `DEAL_123`, `user_5`, `[5] Иван Петров`). None when there is none.",
+        example: ("{{ '[5] Иван Петров' | b24_id }}", "5"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, b24::b24_id)),
+    },
+    FilterDoc {
+        name: "b24_list",
+        signature: "b24_list",
+        description: "A list as is, or a text split on `,` and `;`: elements trimmed, empty ones dropped (a multiple value sent as one text).",
+        example: ("{{ '12, 13;; 14 ' | b24_list | join('|') }}", "12|13|14"),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, b24::b24_list)),
+    },
+    FilterDoc {
+        name: "fields_from",
+        signature: "fields_from(map)",
+        description: "The non-empty values of a mapping (a request's properties) under the field names `map` gives them (property -> field), in the map's order; empty values (none, blank, empty list) are left out, so nothing is cleared by accident.",
+        example: (
+            "{{ {'title': 'New', 'comments': ''} | fields_from({'title': 'TITLE', 'comments': 'COMMENTS'}) | tojson }}",
+            "{\"TITLE\": \"New\"}",
+        ),
+        add: |env, name| env.add_filter(name, fields_from),
+    },
+    FilterDoc {
+        name: "compact_map",
+        signature: "compact_map",
+        description: "A mapping without its empty entries (none, blank text, empty list or mapping).",
+        example: (
+            "{{ {'A': 1, 'B': none, 'C': ''} | compact_map | tojson }}",
+            "{\"A\": 1}",
+        ),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, b24::compact_map)),
+    },
+    FilterDoc {
+        name: "multifield_add",
+        signature: "multifield_add(values, kind)",
+        description: "The PHONE, EMAIL, IM or WEB rows to send so that each given value (a list or an `a, b` text) is on the record: a new `{VALUE, VALUE_TYPE: WORK}` for every value not there yet. Applied to the record's rows; `kind` `phone` compares by digits (a leading 8 of eleven digits as 7), `email` case-insensitively, others exactly. Existing rows are never in the result: not sent again, not removed.",
+        example: (
+            "{{ [{'VALUE': '+7 926 123-45-67'}] | multifield_add(['8 (926) 123-45-67', '+7 900 111-22-33'], 'phone') | map(attribute='VALUE') | join(',') }}",
+            "+7 900 111-22-33",
+        ),
+        add: |env, name| env.add_filter(name, multifield_add),
+    },
+    FilterDoc {
+        name: "sha256",
+        signature: "sha256",
+        description: "The SHA-256 of the text, in lowercase hex (an idempotency key from an event token). None stays none.",
+        example: (
+            "{{ 'abc' | sha256 }}",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, b24::sha256)),
+    },
+    FilterDoc {
+        name: "digits",
+        signature: "digits",
+        description: "Only the digits of the text. Also a test: `x is digits`, `select('digits')` hold for a whole number or text of digits only (a Drive file ID, not a URL). None stays none.",
+        example: ("{{ '+7 (926) 123-45-67' | digits }}", "79261234567"),
+        add: |env, name| {
+            env.add_filter(name, |v: Value| filters::wrap1(&v, b24::digits));
+            env.add_test(name, |v: Value| filters::with_json(&v, b24::is_digits));
+        },
+    },
+    FilterDoc {
         name: "first",
         signature: "first",
         description: "The first element of a list (or character of a text); a missing value gives nothing instead of an error. Replaces the builtin.",
@@ -208,6 +272,24 @@ fn map_values(v: Value, map: Value) -> Result<Value, minijinja::Error> {
     .map_err(filters::invalid)
 }
 
+fn fields_from(v: Value, map: Value) -> Result<Value, minijinja::Error> {
+    filters::with_json(&v, |v| {
+        filters::with_json(&map, |map| b24::fields_from(v, map))
+    })
+    .map(filters::from_json)
+    .map_err(filters::invalid)
+}
+
+fn multifield_add(rows: Value, values: Value, kind: Value) -> Result<Value, minijinja::Error> {
+    filters::with_json(&rows, |rows| {
+        filters::with_json(&values, |values| {
+            filters::with_json(&kind, |kind| b24::multifield_add(rows, values, kind))
+        })
+    })
+    .map(filters::from_json)
+    .map_err(filters::invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +310,34 @@ mod tests {
                 .unwrap_or_else(|e| panic!("example of `{}`: {e:#}", filter.name));
             assert_eq!(got, expected, "example of `{}`: {template}", filter.name);
         }
+    }
+
+    #[test]
+    fn digits_is_also_a_test() {
+        let mut env = Environment::new();
+        register(&mut env);
+        let got = env
+            .render_str(
+                "{{ ['123', 'https://x/1', 45, ''] | select('digits') | join(',') }}/{{ '7' is digits }}/{{ 'a7' is digits }}",
+                (),
+            )
+            .unwrap();
+        assert_eq!(got, "123,45/True/False");
+    }
+
+    #[test]
+    fn business_process_filters_chain_on_request_properties() {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        register(&mut env);
+        let ctx = minijinja::context! { p => minijinja::context! { deal_id => "DEAL_42", ids => "3, 4", empty => "" } };
+        let got = env
+            .render_str(
+                "{{ p.deal_id | b24_id + 1 }}|{{ p.ids | b24_list | map('b24_id') | list | length }}|{{ p.empty | b24_id is none }}|{{ p.missing | b24_id is none }}",
+                ctx,
+            )
+            .unwrap();
+        assert_eq!(got, "43|2|True|True");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::json_object::{as_json, scalar_value, to_json, to_value};
 
+pub mod b24;
 pub mod core;
 mod formats;
 

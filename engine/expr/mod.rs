@@ -8,6 +8,7 @@ pub mod json_object;
 pub mod native;
 pub mod path;
 pub mod template;
+pub mod tree;
 
 use std::sync::Arc;
 

@@ -136,6 +136,19 @@ impl Template {
         }
     }
 
+    /// Whether the template uses the variable `root` (`item`, `error`).
+    pub fn uses(&self, root: &str) -> bool {
+        match &self.0.compiled {
+            Compiled::Literal(_) => false,
+            Compiled::Expr(e) | Compiled::Native(_, e) => {
+                e.undeclared_variables(false).contains(root)
+            }
+            Compiled::Text(t) | Compiled::NativeText(_, t) => {
+                t.undeclared_variables(false).contains(root)
+            }
+        }
+    }
+
     /// Evaluate to a typed JSON value: natively when the template and the scope allow it,
     /// otherwise (or when the native evaluation leaves this input to it) with the template VM.
     pub fn eval(&self, scope: &Value) -> Result<Json, String> {
@@ -234,12 +247,23 @@ impl<'de> Deserialize<'de> for Template {
 /// Compile a template from a YAML node; errors become diagnostics of the current load and the
 /// template degrades to a literal so that loading goes on and finds the remaining problems.
 pub fn from_node(node: &Node) -> Template {
+    from_node_with(node, &[])
+}
+
+/// [`from_node`] for a place that also sees `extra` variables (`item` in a `for_each` call).
+pub fn from_node_with(node: &Node, extra: &[&str]) -> Template {
     let source = match &node.kind {
         Kind::Str(s) => s.clone(),
         _ => return Template::literal(node.to_json()),
     };
     let (roots, steps) = current_scope();
-    let roots: Vec<&str> = roots.iter().map(String::as_str).collect();
+    let mut roots: Vec<&str> = roots.iter().map(String::as_str).collect();
+    let more: Vec<&str> = extra
+        .iter()
+        .copied()
+        .filter(|e| !roots.contains(e))
+        .collect();
+    roots.extend(more);
     match Template::compile(&source, &roots, &steps) {
         Ok(t) => t,
         Err(errors) => {

@@ -1,13 +1,15 @@
 //! Bitrix24 over an incoming webhook: the limit-aware client, a list source, a batched lookup
-//! step, and a batched update sink.
+//! step, a one-call write step, and a batched update sink.
 
 pub mod app;
 mod call;
 pub mod client;
 mod clock;
 mod encode;
+mod guard;
 mod list;
 mod update;
+mod write;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ pub fn register(r: &mut Registry) {
     r.connection::<Bitrix24Connection>("bitrix24");
     r.source::<list::ListConfig>("bitrix24.list");
     r.step::<call::CallConfig>("bitrix24.call");
+    r.step::<write::WriteConfig>("bitrix24.write");
     r.sink::<update::UpdateConfig>("bitrix24.update");
     app::register(r);
 }
