@@ -183,6 +183,20 @@ pub const FILTERS: &[FilterDoc] = &[
         },
     },
     FilterDoc {
+        name: "mailboxes",
+        signature: "mailboxes",
+        description: "E-mail recipients as typed in a form: `address[:Name]` items (also `Name <address>`), several to a text separated by `,` or `;`, or a list of them; gives `{valid: [{email, name}], invalid: [items as written]}`. The `smtp.send` step reads recipients the same way.",
+        example: (
+            "{{ ('vasil@mail.ru:Василий; не адрес' | mailboxes).valid | map(attribute='name') | join(',') }}",
+            "Василий",
+        ),
+        add: |env, name| {
+            env.add_filter(name, |v: Value| {
+                filters::wrap1(&v, filters::mailboxes::mailboxes)
+            })
+        },
+    },
+    FilterDoc {
         name: "first",
         signature: "first",
         description: "The first element of a list (or character of a text); a missing value gives nothing instead of an error. Replaces the builtin.",

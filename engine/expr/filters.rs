@@ -17,6 +17,7 @@ use super::json_object::{as_json, scalar_value, to_json, to_value};
 pub mod b24;
 pub mod core;
 mod formats;
+pub mod mailboxes;
 
 pub use formats::{format_money, iso_date, normalize_phone, shift_days};
 

@@ -24,6 +24,7 @@ mod seed001;
 mod seed001_batches;
 mod serve;
 mod smtp;
+mod smtp_send;
 mod smtp_sink;
 mod state_backends;
 mod table;

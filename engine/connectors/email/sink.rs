@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::value::Value;
 use schemars::JsonSchema;
@@ -253,18 +253,9 @@ impl EmailSink {
             .map_err(|e| e.to_string())?;
         if let Some(ca) = &self.ca_file {
             let url = url::Url::parse(&self.smtp_url).map_err(|e| e.to_string())?;
-            let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            let host = url
-                .host_str()
-                .unwrap_or_default()
-                .trim_matches(|c| c == '[' || c == ']')
-                .to_string();
-            let params = TlsParameters::builder(host)
-                .add_root_certificate(cert)
-                .build_rustls()
-                .map_err(|e| e.to_string())?;
+            let params =
+                super::tls::parameters(url.host_str().unwrap_or_default(), &[ca.as_path()])
+                    .map_err(|e| format!("ca_file {e}"))?;
             let mode = url
                 .query_pairs()
                 .find(|(k, _)| k == "tls")
