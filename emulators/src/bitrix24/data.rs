@@ -211,6 +211,11 @@ pub struct Portal {
     next_multifield_id: u64,
     next_productrow_id: u64,
     mutations: BTreeMap<String, u64>,
+    pub(crate) bizproc: super::bizproc::Bizproc,
+    /// `http://127.0.0.1:PORT` once served (public links, download URLs).
+    pub(crate) base_url: String,
+    /// Drive file contents by file ID (`disk.file.get`'s DOWNLOAD_URL serves them).
+    pub(crate) files: HashMap<u64, Vec<u8>>,
 }
 
 impl Default for Portal {
@@ -234,7 +239,15 @@ impl Portal {
             next_multifield_id: 1000,
             next_productrow_id: 1000,
             mutations: BTreeMap::new(),
+            bizproc: Default::default(),
+            base_url: "http://127.0.0.1".into(),
+            files: HashMap::new(),
         }
+    }
+
+    /// Registered actions, waiting actions and the applications' answers.
+    pub fn bizproc(&self) -> &super::bizproc::Bizproc {
+        &self.bizproc
     }
 
     pub fn table(&self, entity: &str) -> Option<&Table> {
@@ -389,6 +402,31 @@ impl Portal {
             company_id,
             primary,
         );
+    }
+    /// Replace a deal's contacts (`CONTACT_IDS`: «the field is completely replaced»); the
+    /// first is primary.
+    pub fn set_deal_contacts(&mut self, deal_id: u64, contact_ids: &[u64]) {
+        self.deal_contacts.remove(&deal_id);
+        for (i, c) in contact_ids.iter().enumerate() {
+            self.link_deal_contact(deal_id, *c, i == 0);
+        }
+    }
+    /// Replace a contact's companies (`COMPANY_IDS`); the first is primary.
+    pub fn set_contact_companies(&mut self, contact_id: u64, company_ids: &[u64]) {
+        self.contact_companies.remove(&contact_id);
+        for (i, c) in company_ids.iter().enumerate() {
+            self.link_contact_company(contact_id, *c, i == 0);
+        }
+    }
+    /// Replace a company's contacts (`crm.company.contact.items.set`): the company leaves every
+    /// contact not named, and joins the named ones.
+    pub fn set_company_contacts(&mut self, company_id: u64, contact_ids: &[u64]) {
+        for links in self.contact_companies.values_mut() {
+            links.retain(|r| r.get("COMPANY_ID").and_then(id_of) != Some(company_id));
+        }
+        for c in contact_ids {
+            self.link_contact_company(*c, company_id, false);
+        }
     }
     pub fn deal_contacts(&self, deal_id: u64) -> &[Row] {
         self.deal_contacts.get(&deal_id).map_or(&[], Vec::as_slice)

@@ -114,9 +114,17 @@ impl kit::Faults<String, Fault> {
 
 /// Methods that change the portal (for `Scope::Writes`); `batch` counts when a command does.
 fn is_write_method(method: &str) -> bool {
-    [".add", ".update", ".delete", ".set"]
-        .iter()
-        .any(|suffix| method.ends_with(suffix))
+    [
+        ".add",
+        ".update",
+        ".delete",
+        ".set",
+        ".send",
+        ".register",
+        ".start",
+    ]
+    .iter()
+    .any(|suffix| method.ends_with(suffix))
 }
 
 #[cfg(test)]

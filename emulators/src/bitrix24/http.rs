@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn json_response(status: u16, body: &Value) -> Response {
+pub(super) fn json_response(status: u16, body: &Value) -> Response {
     let mut r = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
@@ -17,7 +17,7 @@ fn error_response(e: &ApiError) -> Response {
     json_response(e.status, &e.body())
 }
 
-fn html_response(status: u16, title: &str) -> Response {
+pub(super) fn html_response(status: u16, title: &str) -> Response {
     let body = format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     );
@@ -121,7 +121,18 @@ fn body_params(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, Ap
 pub(super) async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let received = sh.now();
     lock(&sh.stats).http += 1;
-    let resp = handle_inner(&sh, req, received).await;
+    let path = req.uri().path().to_string();
+    let resp = if path.starts_with("/_emulator/") {
+        workflow::trigger(&sh, req).await
+    } else if sh.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+        html_response(503, "503 Service Temporarily Unavailable")
+    } else if path.starts_with("/oauth/token") {
+        oauth::token_endpoint(&sh, &req)
+    } else if path.starts_with("/disk/download/") {
+        files::download(&sh, &req)
+    } else {
+        handle_inner(&sh, req, received).await
+    };
     let mut s = lock(&sh.stats);
     *s.by_status.entry(resp.status().as_u16()).or_default() += 1;
     let refused = resp.status().as_u16() == 429 || resp.headers().get("x-b24emu-refusal").is_some();
@@ -150,6 +161,8 @@ struct Routed {
     params: Map<String, Value>,
     /// The commands of a `batch`.
     commands: Option<Vec<batch::Command>>,
+    /// Who calls: the webhook's user, or the user of an OAuth token.
+    caller: oauth::Caller,
 }
 
 async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response {
@@ -174,11 +187,7 @@ async fn handle_inner(sh: &Arc<Shared>, req: Request, received: f64) -> Response
     if let Err(resp) = admit(sh, &cfg, &routed.method, now) {
         return resp;
     }
-    let env = Env {
-        now: now.floor() as i64,
-        user_id: cfg.user_id,
-        scopes: cfg.scopes.clone(),
-    };
+    let env = routed.caller.env(&cfg, now.floor() as i64);
     let exec_start = Instant::now();
     let (outcome, counted_calls) = execute(sh, &cfg, &routed, &env);
     let processing = exec_start.elapsed().as_secs_f64();
@@ -233,10 +242,21 @@ async fn route(sh: &Shared, cfg: &EmulatorConfig, req: Request) -> Result<Routed
         *r.status_mut() = StatusCode::NOT_FOUND;
         return Err(r);
     }
-    if segs.len() < 4 || segs[1] != cfg.user_id.to_string() || segs[2] != cfg.code {
+    // `/rest/METHOD` is the OAuth path (`auth=` token); `/rest/USER/CODE/METHOD` a webhook.
+    let oauth_path = segs.len() >= 2
+        && !segs[1].is_empty()
+        && !segs[1].bytes().all(|b| b.is_ascii_digit())
+        && segs[2..].iter().all(|s| s.is_empty());
+    let segment = if oauth_path {
+        segs[1]
+    } else {
+        segs.get(3).copied().unwrap_or("")
+    };
+    if !oauth_path && (segs.len() < 4 || segs[1] != cfg.user_id.to_string() || segs[2] != cfg.code)
+    {
         return Err(no_auth());
     }
-    let raw_method = params::url_decode(segs[3])
+    let raw_method = params::url_decode(segment)
         .trim_end_matches('/')
         .to_ascii_lowercase();
     if raw_method.ends_with(".xml") {
@@ -268,10 +288,15 @@ async fn route(sh: &Shared, cfg: &EmulatorConfig, req: Request) -> Result<Routed
         &mut params,
         body_params(&ct, &bytes).map_err(|e| error_response(&e))?,
     );
+    let caller = if oauth_path {
+        oauth::Caller::from_token(sh, cfg, &mut params).map_err(|e| error_response(&e))?
+    } else {
+        oauth::Caller::webhook(cfg)
+    };
     let Some(scope) = methods::scope_of(&method) else {
         return Err(error_response(&ApiError::method_not_found()));
     };
-    if !scope.is_empty() && !cfg.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope)) {
+    if !scope.is_empty() && !caller.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope)) {
         return Err(error_response(&ApiError::insufficient_scope()));
     }
     sh.log(cfg, &method, &params, None);
@@ -282,10 +307,11 @@ async fn route(sh: &Shared, cfg: &EmulatorConfig, req: Request) -> Result<Routed
     };
     Ok(Routed {
         method,
-        segment: segs[3].to_string(),
+        segment: segment.to_string(),
         query,
         params,
         commands,
+        caller,
     })
 }
 
@@ -433,7 +459,7 @@ fn run_command(
     let Some(scope) = methods::scope_of(&cmd.method) else {
         return (Err(ApiError::method_not_found()), Value::Null, 0.0);
     };
-    if !scope.is_empty() && !cfg.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope)) {
+    if !scope.is_empty() && !env.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope)) {
         return (Err(ApiError::insufficient_scope()), Value::Null, 0.0);
     }
     if cfg.batch_billing == BatchBilling::PerMethod {

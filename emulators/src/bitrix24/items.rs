@@ -46,6 +46,7 @@ fn entity_of(type_id: i64) -> Option<&'static str> {
         2 => "deal",
         3 => "contact",
         4 => "company",
+        31 => "smart_invoice",
         _ => return None,
     })
 }
@@ -65,9 +66,15 @@ pub fn item_list(portal: &Portal, params: &Map<String, Value>) -> Result<Reply, 
     let type_id = get_ci(params, "entityTypeId").and_then(as_i64).unwrap_or(0);
     let entity = entity_of(type_id)
         .ok_or_else(|| ApiError::new(400, "NOT_FOUND", "Smart process not found"))?;
-    let t = portal
-        .table(entity)
-        .ok_or_else(|| ApiError::new(400, "NOT_FOUND", "Smart process not found"))?;
+    // Smart invoices exist on every portal, even before the first one is created.
+    let fresh;
+    let t = match portal.table(entity) {
+        Some(t) => t,
+        None => {
+            fresh = super::data::Table::new(entity, Vec::new());
+            &fresh
+        }
+    };
 
     let mut filter = Map::new();
     if let Some(Value::Object(f)) = get_ci(params, "filter") {

@@ -7,7 +7,18 @@ use super::params::{as_i64, get_ci, scalar_text, truthy};
 use super::schema::{FieldDef, FieldKind, MULTI_FIELDS};
 use serde_json::{Map, Value, json};
 
+mod activity;
+mod bizproc;
+mod calendar;
 mod crm;
+mod dictionaries;
+mod disk;
+mod invoice;
+mod item;
+mod links;
+mod requisites;
+mod telephony;
+mod timeline;
 
 /// An error answer: HTTP status, `error`, `error_description`.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +88,11 @@ pub struct Env {
     /// the webhook's user
     pub user_id: u64,
     pub scopes: Vec<String>,
+    /// The application's client id when the call came with an OAuth token (`None` through a
+    /// webhook): what `bizproc.activity.*` call the application context.
+    pub client_id: Option<String>,
+    /// The caller is a portal administrator.
+    pub admin: bool,
 }
 
 const CRM_ENTITIES: [&str; 4] = ["contact", "deal", "company", "lead"];
@@ -94,7 +110,13 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
             ("activity", "list" | "get" | "add" | "delete" | "fields") => true,
             ("deal", "productrows.get" | "productrows.set" | "contact.items.get") => true,
             ("contact", "company.items.get") | ("company", "contact.items.get") => true,
-            ("item", "list") => true,
+            ("item", "list" | "get" | "update" | "add" | "productrow.set") => true,
+            ("requisite", "list" | "bankdetail.list" | "link.register") => true,
+            ("address", "list") | ("persontype", "list") | ("paysystem", "list") => true,
+            ("company", "contact.items.set") => true,
+            ("timeline", "comment.add") => true,
+            ("status", "list") | ("currency", "list") | ("category", "list") => true,
+            ("invoice", "get" | "add" | "list" | "getexternallink") => true,
             _ => false,
         };
         return known.then_some("crm");
@@ -103,6 +125,17 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
         "user.get" | "user.current" => Some("user"),
         "department.get" => Some("department"),
         "batch" | "scope" | "server.time" | "profile" => Some(""),
+        "bizproc.activity.add"
+        | "bizproc.activity.update"
+        | "bizproc.activity.list"
+        | "bizproc.activity.delete"
+        | "bizproc.activity.log"
+        | "bizproc.event.send" => Some("bizproc"),
+        "voximplant.line.get" | "voximplant.callback.start" => Some("telephony"),
+        "calendar.resource.list" | "calendar.resource.booking.list" | "calendar.event.update" => {
+            Some("calendar")
+        }
+        "disk.file.get" => Some("disk"),
         _ => None,
     }
 }
@@ -210,6 +243,38 @@ fn call_named(
         }
         "crm.item.list" => super::items::item_list(portal, params),
         "crm.company.contact.items.get" => crm::company_contacts_get(portal, params),
+        "crm.item.get" => item::item_get(portal, params),
+        "crm.item.update" => item::item_update(portal, params, env),
+        "crm.company.contact.items.set" => links::company_contact_items_set(portal, params, env),
+        "crm.activity.add" => activity::activity_add(portal, params, env),
+        "crm.timeline.comment.add" => timeline::comment_add(portal, params, env),
+        "crm.status.list" => dictionaries::status_list(portal, params),
+        "crm.currency.list" => Ok(dictionaries::currency_list()),
+        "crm.category.list" => dictionaries::category_list(params),
+        "crm.invoice.get" => invoice::invoice_get(portal, params),
+        "crm.invoice.add" => invoice::invoice_add(portal, params, env),
+        "crm.invoice.list" => invoice::invoice_list(portal, params),
+        "crm.invoice.getexternallink" => invoice::invoice_external_link(portal, params),
+        "crm.requisite.list" => requisites::table_list(portal, "requisite", params),
+        "crm.requisite.bankdetail.list" => requisites::table_list(portal, "bankdetail", params),
+        "crm.address.list" => requisites::address_list(portal, params),
+        "crm.requisite.link.register" => requisites::link_register(portal, params),
+        "crm.persontype.list" => Ok(requisites::persontype_list()),
+        "crm.paysystem.list" => Ok(requisites::paysystem_list()),
+        "crm.item.add" => item::item_add(portal, params, env),
+        "crm.item.productrow.set" => item::productrow_set(portal, params),
+        "voximplant.line.get" => Ok(telephony::line_get(portal)),
+        "voximplant.callback.start" => telephony::callback_start(portal, params, env),
+        "calendar.resource.list" => Ok(calendar::resource_list(portal)),
+        "calendar.resource.booking.list" => calendar::booking_list(portal, params),
+        "calendar.event.update" => calendar::event_update(portal, params, env),
+        "disk.file.get" => disk::file_get(portal, params, env),
+        "bizproc.activity.add" => bizproc::activity_add(portal, params, env),
+        "bizproc.activity.update" => bizproc::activity_update(portal, params, env),
+        "bizproc.activity.list" => bizproc::activity_list(portal, env),
+        "bizproc.activity.delete" => bizproc::activity_delete(portal, params, env),
+        "bizproc.event.send" => bizproc::event_send(portal, params, env),
+        "bizproc.activity.log" => bizproc::activity_log(portal, params),
         _ => return None,
     })
 }
@@ -327,5 +392,9 @@ fn department_get(portal: &Portal, params: &Map<String, Value>) -> Result<Reply,
     Ok(list_reply(t, page, None))
 }
 
+#[cfg(test)]
+mod bp_invoice_tests;
+#[cfg(test)]
+mod bp_tests;
 #[cfg(test)]
 mod tests;

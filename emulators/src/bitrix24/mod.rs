@@ -24,33 +24,55 @@
 //! `limits` (leaky bucket, operating time), `faults` (the portal's faults on the kit's queue),
 //! `data` + `schema` + `cell` (the portal model), `generate` (`demo` and `bulk` data), `dates`.
 //!
-//! `crm.item.list` is emulated for leads, deals, contacts and companies (`items`). Not emulated:
-//! the other `crm.item.*` methods, `crm.activity.binding.list`, `crm.timeline.comment.add`,
-//! `multipart/form-data` bodies, `.xml` output, OAuth (`auth=` tokens, `expired_token`),
-//! plain-HTTP rejection, `logic: OR` filters, outgoing event webhooks, per-client-IP buckets
-//! (one bucket per portal), user-field permissions, and `crm.*.fields` beyond the declared set.
+//! The installed local application (`app`, `oauth`): `/rest/METHOD?auth=TOKEN` runs as the
+//! token's user, `/oauth/token/` refreshes tokens, `bizproc.activity.*` and
+//! `bizproc.event.send` work in the application context (`bizproc`), and `workflow` sends a
+//! handler request as Bitrix24's queue server does (also `POST /_emulator/workflow`).
+//!
+//! The methods of the business-process actions live in `methods::{links, item, activity,
+//! timeline, invoice, dictionaries, requisites, telephony, calendar, disk}`; `files` serves
+//! Drive downloads (`/disk/download/ID/?token=…`); `generate::bp` adds their demo data.
+//! "The write commits, then the portal answers 500" is [`Fault::WriteThenFail`] (e.g.
+//! `faults().on_method("crm.invoice.add", Fault::WriteThenFail, 1)`).
+//!
+//! `crm.item.list/get/update/add` are emulated for leads, deals, contacts, companies and smart
+//! invoices (31) (`items`, `methods::item`). Not emulated: `crm.activity.binding.list`, `fm` on `crm.item.update`,
+//! `multipart/form-data` bodies, `.xml` output, the OAuth authorization-code flow, https
+//! handlers, plain-HTTP rejection, `logic: OR` filters, outgoing event webhooks, per-client-IP
+//! buckets (one bucket per portal), user-field permissions, and `crm.*.fields` beyond the
+//! declared set.
 
+pub mod app;
 pub mod batch;
+pub mod bizproc;
 pub mod cell;
 pub mod data;
 pub mod dates;
 pub mod faults;
+mod files;
 pub mod filter;
 pub mod generate;
 mod http;
 pub mod items;
 pub mod limits;
 pub mod methods;
+mod oauth;
 pub mod params;
 pub mod schema;
+pub mod workflow;
 
+#[cfg(test)]
+mod app_tests;
 #[cfg(test)]
 mod http_tests;
 
+pub use app::AppConfig;
+pub use bizproc::{ActivityLogLine, EventSend, RegisteredActivity};
 pub use data::{Portal, Row, Table};
 pub use faults::{Fault, Faults};
 pub use generate::ReportScale;
 pub use schema::FieldDef;
+pub use workflow::{Workflow, WorkflowRequest, WorkflowRun};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -111,6 +133,8 @@ pub struct EmulatorConfig {
     /// Stop logging after this many entries (memory bound for benchmarks).
     pub log_limit: usize,
     pub max_body_bytes: usize,
+    /// The local application installed on the portal (OAuth path, bizproc).
+    pub app: AppConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -134,6 +158,7 @@ impl Default for EmulatorConfig {
             log_requests: true,
             log_limit: 200_000,
             max_body_bytes: 32 << 20,
+            app: AppConfig::default(),
         }
     }
 }
@@ -182,6 +207,11 @@ struct Shared {
     limits: Mutex<Limits>,
     faults: Faults,
     stats: Mutex<Stats>,
+    tokens: Mutex<app::Tokens>,
+    /// A portal-wide outage: every /rest and /oauth request answers 503 HTML.
+    unavailable: std::sync::atomic::AtomicBool,
+    /// The bound address (set once the server listens), for the URLs the portal hands out.
+    addr: std::sync::OnceLock<SocketAddr>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -249,11 +279,16 @@ impl Emulator {
             portal: Mutex::new(portal),
             faults: Faults::default(),
             stats: Mutex::new(Stats::default()),
+            tokens: Mutex::new(app::Tokens::default()),
+            unavailable: std::sync::atomic::AtomicBool::new(false),
+            addr: std::sync::OnceLock::new(),
         });
         let app = Router::new()
             .fallback(http::handle)
             .with_state(shared.clone());
         let server = ServerThread::spawn_at("b24-emulator", addr, app)?;
+        let _ = shared.addr.set(server.addr());
+        lock(&shared.portal).base_url = server.url();
         Ok(Emulator { shared, server })
     }
 
@@ -334,6 +369,8 @@ impl Emulator {
             now: self.shared.now().floor() as i64,
             user_id: cfg.user_id,
             scopes: cfg.scopes.clone(),
+            client_id: None,
+            admin: cfg.app.admin_user_ids.contains(&cfg.user_id),
         };
         let params = params.as_object().cloned().unwrap_or_default();
         methods::call(&mut lock(&self.shared.portal), method, &params, &env)

@@ -292,9 +292,12 @@ pub fn company() -> Vec<FieldDef> {
         f("HAS_PHONE", "char", "Задан телефон").ro(),
         f("HAS_EMAIL", "char", "Задан e-mail").ro(),
         f("LEAD_ID", "crm_lead", "Лид").ro(),
+        f("ADDRESS", "string", "Фактический адрес"),
+        f("ADDRESS_2", "string", "Квартира / офис"),
+        f("ADDRESS_CITY", "string", "Город"),
     ];
     common_tail(&mut v);
-    multi_fields(&mut v, &["PHONE", "EMAIL", "WEB"]);
+    multi_fields(&mut v, &["PHONE", "EMAIL", "WEB", "IM"]);
     v
 }
 
@@ -302,9 +305,14 @@ pub fn lead() -> Vec<FieldDef> {
     let mut v = vec![
         f("ID", "integer", "ID").ro(),
         f("TITLE", "string", "Название лида"),
+        f("HONORIFIC", "crm_status", "Обращение").status("HONORIFIC"),
         f("NAME", "string", "Имя"),
+        f("SECOND_NAME", "string", "Отчество"),
         f("LAST_NAME", "string", "Фамилия"),
+        f("BIRTHDATE", "date", "Дата рождения"),
         f("STATUS_ID", "crm_status", "Стадия").status("STATUS"),
+        f("STATUS_DESCRIPTION", "string", "Дополнительно о стадии"),
+        f("COMMENTS", "string", "Комментарий"),
         f("SOURCE_ID", "crm_status", "Источник").status("SOURCE"),
         f("OPPORTUNITY", "double", "Сумма"),
         f("CURRENCY_ID", "crm_currency", "Валюта"),
@@ -343,11 +351,15 @@ pub fn activity() -> Vec<FieldDef> {
         f("START_TIME", "datetime", "Начало"),
         f("END_TIME", "datetime", "Окончание"),
         f("DEADLINE", "datetime", "Крайний срок").ro(),
+        f("ORIGINATOR_ID", "string", "Внешний источник"),
+        f("ORIGIN_ID", "string", "Идентификатор во внешнем источнике"),
+        // Not in `*` (RD: select COMMUNICATIONS explicitly), like a multi-field.
+        f("COMMUNICATIONS", "crm_multifield", "Средства связи"),
     ]
 }
 
 pub fn user() -> Vec<FieldDef> {
-    vec![
+    let mut v = vec![
         f("ID", "integer", "ID").ro(),
         f("XML_ID", "string", "Внешний код"),
         f("ACTIVE", "boolean", "Активность"),
@@ -364,7 +376,37 @@ pub fn user() -> Vec<FieldDef> {
         f("WORK_PHONE", "string", "Рабочий телефон"),
         f("UF_DEPARTMENT", "integer", "Подразделения").multi(),
         f("USER_TYPE", "string", "Тип пользователя"),
-    ]
+    ];
+    // The rest of user.get's fields (RD user-fields.md); rows only show the ones they have.
+    for name in [
+        "PERSONAL_PROFESSION",
+        "PERSONAL_WWW",
+        "PERSONAL_BIRTHDAY",
+        "PERSONAL_PHOTO",
+        "PERSONAL_ICQ",
+        "PERSONAL_PHONE",
+        "PERSONAL_FAX",
+        "PERSONAL_PAGER",
+        "PERSONAL_STREET",
+        "PERSONAL_CITY",
+        "PERSONAL_STATE",
+        "PERSONAL_ZIP",
+        "PERSONAL_COUNTRY",
+        "WORK_COMPANY",
+        "UF_INTERESTS",
+        "UF_SKILLS",
+        "UF_WEB_SITES",
+        "UF_XING",
+        "UF_LINKEDIN",
+        "UF_FACEBOOK",
+        "UF_TWITTER",
+        "UF_SKYPE",
+        "UF_DISTRICT",
+        "UF_PHONE_INNER",
+    ] {
+        v.push(f(name, "string", name));
+    }
+    v
 }
 
 pub fn department() -> Vec<FieldDef> {

@@ -42,6 +42,7 @@ impl Portal {
         }
         p.demo_leads();
         p.demo_activities(&contact_ids);
+        p.demo_bp();
         p
     }
 

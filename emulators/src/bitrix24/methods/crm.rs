@@ -45,7 +45,11 @@ pub(super) fn entity_update(
     if !portal.table(entity).is_some_and(|t| t.contains(id)) {
         return Err(not_found(entity));
     }
-    let fields = map_param(params, "fields")?.cloned().unwrap_or_default();
+    let mut fields = map_param(params, "fields")?.cloned().unwrap_or_default();
+    if entity == "deal" {
+        // «You cannot move a deal to another pipeline here» (crm.item.update does it).
+        fields.retain(|k, _| !k.trim().eq_ignore_ascii_case("CATEGORY_ID"));
+    }
     apply_fields(portal, entity, id, &fields);
     touch(portal, entity, id, env);
     portal.count_mutation(method);
@@ -332,6 +336,7 @@ pub(super) fn apply_fields(
     if let Some(c) = contact_changed {
         portal.link_deal_contact(id, c, true);
     }
+    super::links::apply_link_sets(portal, entity, id, fields);
     let t = portal.table_mut(entity);
     for (flag, mf) in [("HAS_PHONE", "PHONE"), ("HAS_EMAIL", "EMAIL")] {
         if t.col(flag).is_some() {

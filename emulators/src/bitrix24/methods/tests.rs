@@ -5,6 +5,8 @@ fn env() -> Env {
         now: 1_717_225_200,
         user_id: 1,
         scopes: vec!["crm".into()],
+        client_id: None,
+        admin: true,
     }
 }
 fn obj(v: Value) -> Map<String, Value> {
