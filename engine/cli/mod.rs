@@ -1,9 +1,11 @@
 //! The `etl` command line: run, validate, schema, state.
 
+mod activities;
 mod docs;
 #[cfg(feature = "sandbox")]
 mod emulate;
 mod logging;
+mod request;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod serve;
@@ -84,6 +86,11 @@ enum Command {
         /// No progress line even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Answer one captured business-process request (the form body Bitrix24 POSTs to the
+        /// handler, or JSON) with an action pipeline: prints the reply and sends it with
+        /// bizproc.event.send (not with --dry-run, nor for use_subscription=N).
+        #[arg(long, value_name = "FILE")]
+        request: Option<PathBuf>,
     },
     /// Check pipeline files; every problem is reported as `file:line:column: message`.
     Validate {
@@ -121,6 +128,11 @@ enum Command {
     #[cfg(feature = "sandbox")]
     #[command(hide = true)]
     Emulate(emulate::EmulateArgs),
+    /// Register business-process actions on the portal (needs the Bitrix24 application).
+    Activities {
+        #[command(subcommand)]
+        action: activities::ActivitiesAction,
+    },
     /// Inspect or reset a pipeline's state.
     State {
         #[command(subcommand)]
@@ -158,6 +170,7 @@ pub fn main() -> i32 {
             journal,
             sandbox,
             no_progress,
+            request,
         } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -171,6 +184,7 @@ pub fn main() -> i32 {
                 journal,
                 sandbox,
                 progress: !no_progress,
+                request,
             }))
         }
         Command::Validate { paths, no_env } => validate(&paths, no_env),
@@ -186,6 +200,13 @@ pub fn main() -> i32 {
             EXIT_OK
         }
         Command::State { action, state } => state_command(action, state),
+        Command::Activities { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(activities::run(action))
+        }
         Command::Serve {
             listen,
             pipelines,
@@ -223,6 +244,7 @@ struct RunArgs {
     journal: Option<PathBuf>,
     sandbox: bool,
     progress: bool,
+    request: Option<PathBuf>,
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, String> {
@@ -310,15 +332,30 @@ async fn run(args: RunArgs) -> u8 {
             Err(code) => return code,
         }
     };
+    let input = match args.request.as_deref().map(request::read).transpose() {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::redact(&e));
+            return EXIT_INVALID;
+        }
+    };
     let opts = RunOptions {
         dry_run: args.dry_run,
         journal: args.journal,
-        progress: args.progress,
-        ..Default::default()
+        progress: args.progress && input.is_none(),
+        input: input.clone(),
+        attempt: 1,
     };
     let outcome = executor::run(pipeline, Some(store.clone()), &opts).await;
     // For the "state operations per record" figure of the benchmarks.
     tracing::debug!(operations = store.operations(), "state store");
+    if let (Some(input), Ok(report)) = (&input, &outcome) {
+        // The workflow gets its reply whatever the run's outcome, aborted runs included.
+        if let Err(e) = request::answer(input, report.answer.as_ref(), args.dry_run).await {
+            eprintln!("error: {e}");
+            return EXIT_ABORTED;
+        }
+    }
     match outcome {
         Ok(report) if report.aborted.is_none() => EXIT_OK,
         Ok(_) => EXIT_ABORTED,

@@ -365,7 +365,14 @@ fn build_pipeline(
     let connections = build_connections(&doc, &settings, registry, diagnostics);
     let ctx = BuildCtx::new(&doc.name, &settings, &connections, registry);
 
-    session.set_scope(expr::SOURCE_ROOTS, &[]);
+    // A source that answers its caller once the record is done (a business-process action's
+    // reply) may name every step; others cannot reach `steps` at all (not a root of theirs).
+    let all_step_ids: Vec<String> = doc
+        .steps
+        .iter()
+        .filter_map(|RawNode(n)| n.get("id").and_then(|i| i.as_str()).map(String::from))
+        .collect();
+    session.set_scope(expr::SOURCE_ROOTS, &all_step_ids);
     let source = component::build(&registry.sources, "source", &doc.source.0, &ctx)
         .map_err(|d| diagnostics.push(d))
         .ok();

@@ -95,6 +95,16 @@ pub const FILTERS: &[FilterDoc] = &[
         add: |env, name| env.add_filter(name, filters::match_rules),
     },
     FilterDoc {
+        name: "rows",
+        signature: "rows(key)",
+        description: "Every element of a list (or a single value) as a one-field row `{key: element}`; empty elements are dropped (`crm.company.contact.items.set` takes `items: [{CONTACT_ID: 5}]`).",
+        example: (
+            "{{ [5, '', 7] | rows('CONTACT_ID') | tojson }}",
+            "[{\"CONTACT_ID\":5},{\"CONTACT_ID\":7}]",
+        ),
+        add: |env, name| env.add_filter(name, rows),
+    },
+    FilterDoc {
         name: "flatten",
         signature: "flatten",
         description: "A list of lists as one list.",
@@ -281,6 +291,30 @@ fn lookup(v: Value, map: Value, default: Option<Value>) -> Result<Value, minijin
 fn map_values(v: Value, map: Value) -> Result<Value, minijinja::Error> {
     filters::with_json(&v, |v| {
         filters::with_json(&map, |map| core::map_values(v, map))
+    })
+    .map(filters::from_json)
+    .map_err(filters::invalid)
+}
+
+fn rows(v: Value, key: Value) -> Result<Value, minijinja::Error> {
+    let Some(key) = key.as_str().filter(|k| !k.is_empty()).map(str::to_string) else {
+        return Err(filters::invalid(
+            "rows expects the field name, e.g. rows('CONTACT_ID')",
+        ));
+    };
+    filters::with_json(&v, |v| {
+        let items = match v {
+            Some(serde_json::Value::Array(items)) => items.clone(),
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(other) => vec![other.clone()],
+        };
+        Ok::<_, String>(serde_json::Value::Array(
+            items
+                .into_iter()
+                .filter(|x| !b24::is_blank(x))
+                .map(|x| serde_json::json!({ key.clone(): x }))
+                .collect(),
+        ))
     })
     .map(filters::from_json)
     .map_err(filters::invalid)

@@ -117,7 +117,7 @@ fn render(
 ) -> Result<(Map<String, Json>, String), String> {
     let mut values = Map::new();
     for (key, template) in &reply.return_values {
-        let value = template.eval(scope)?;
+        let value = template.0.eval(scope)?;
         let value = match value {
             Json::String(s) => Json::String(secrets::redact(&s)),
             other => other,
@@ -125,7 +125,7 @@ fn render(
         values.insert(key.clone(), value);
     }
     let log = match &reply.log_message {
-        Some(t) => t.render(scope)?,
+        Some(t) => t.0.render(scope)?,
         None => default_log.to_string(),
     };
     Ok((values, log))

@@ -8,7 +8,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::expr::{JsonPath, Template};
+use crate::expr::JsonPath;
+use crate::expr::tree::{Extra, TemplateIn};
+
+/// What a reply's templates see: the request (`source`), the record and its steps as they
+/// ended, and `outcome` / `error`.
+pub struct ReplyScope;
+impl Extra for ReplyScope {
+    const ROOTS: &'static [&'static str] = &["source", "record", "steps", "outcome", "error"];
+}
+
+/// A template of a reply.
+pub type ReplyTemplate = TemplateIn<ReplyScope>;
 
 /// Text the designer shows: one string, or one per language (`{ru: ..., en: ...}`).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -41,7 +52,7 @@ impl Localized {
 }
 
 /// The designer's property types.
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PropertyType {
     Bool,
@@ -110,7 +121,7 @@ pub struct OptionsFrom {
 
 /// What the workflow is answered (`bizproc.event.send`): return values and a log line, as
 /// templates over the record, its steps and its `outcome`/`error`.
-#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Replies {
     /// When the record ends `ok` (or skipped).
@@ -121,15 +132,15 @@ pub struct Replies {
     pub failed: Reply,
 }
 
-#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Reply {
     /// Return values by key (keys of `return_properties`).
     #[serde(default)]
-    pub return_values: IndexMap<String, Template>,
+    pub return_values: IndexMap<String, ReplyTemplate>,
     /// The line written to the workflow's log (default: `OK`, or the error).
     #[serde(default)]
-    pub log_message: Option<Template>,
+    pub log_message: Option<ReplyTemplate>,
 }
 
 /// The action as the designer shows it.

@@ -11,6 +11,7 @@ mod activity;
 mod declare;
 pub mod form;
 pub mod oauth;
+pub mod register;
 pub mod reply;
 pub mod request;
 
@@ -28,7 +29,7 @@ use crate::connectors::http::transport::Transport;
 use crate::secrets;
 
 pub use activity::ActivityConfig;
-pub use declare::Declaration;
+pub use declare::{Declaration, Property};
 
 pub fn register(r: &mut Registry) {
     r.connection::<AppConnection>("bitrix24.app");
@@ -69,9 +70,17 @@ impl AppConfig {
     /// `B24_APP_CLIENT_SECRET` and `B24_OAUTH_URL` (default: the official server). The error
     /// names every variable that is missing.
     pub fn from_env() -> Result<AppConfig, String> {
+        AppConfig::from_env_at(None)
+    }
+
+    /// As [`AppConfig::from_env`], with the endpoint given (a pipeline's `endpoint:`) rather
+    /// than read from `B24_APP_ENDPOINT`.
+    pub fn from_env_at(endpoint: Option<String>) -> Result<AppConfig, String> {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let endpoint = endpoint.filter(|e| !e.trim().is_empty());
         let missing: Vec<String> = ENV[..5]
             .iter()
+            .filter(|(name, _)| !(*name == "B24_APP_ENDPOINT" && endpoint.is_some()))
             .filter(|(name, _)| get(name).is_none())
             .map(|(name, what)| format!("{name} ({what})"))
             .collect();
@@ -82,7 +91,7 @@ impl AppConfig {
             ));
         }
         AppConfig::new(
-            get("B24_APP_ENDPOINT").unwrap_or_default(),
+            endpoint.unwrap_or_else(|| get("B24_APP_ENDPOINT").unwrap_or_default()),
             get("B24_APP_MEMBER_ID").unwrap_or_default(),
             get("B24_APP_TOKEN").unwrap_or_default(),
             get("B24_APP_CLIENT_ID").unwrap_or_default(),
