@@ -144,8 +144,11 @@ async fn bitrix24() -> Result<Running, String> {
     let emu = Emulator::start(EmulatorConfig::default(), Portal::demo())
         .await
         .map_err(|e| e.to_string())?;
+    // The webhook for pipelines, and the installed application for business-process actions.
+    let mut vars = vec![var("B24_WEBHOOK_URL", emu.webhook_url())];
+    vars.extend(emu.app_vars().into_iter().map(|(k, v)| var(k, v)));
     Ok(Running {
-        vars: vec![var("B24_WEBHOOK_URL", emu.webhook_url())],
+        vars,
         _guards: vec![Box::new(emu)],
     })
 }

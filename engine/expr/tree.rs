@@ -31,6 +31,12 @@ impl Extra for WithItem {
     const ROOTS: &'static [&'static str] = &["item"];
 }
 
+/// Also `error`: the portal's description of a refusal.
+pub struct WithRefusal;
+impl Extra for WithRefusal {
+    const ROOTS: &'static [&'static str] = &["error"];
+}
+
 /// Also `error` (the portal's description of a refusal) and `item`.
 pub struct WithError;
 impl Extra for WithError {

@@ -251,6 +251,7 @@ fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
                 "none",
                 json!({"to": "не адрес; тоже нет", "cc": "", "bcc": ""}),
             ),
+            record(&server, "none", json!({"to": "refused@example.ru"})),
         ],
     );
     let out = etl_send(&s, &p, None, false);
@@ -263,7 +264,7 @@ fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
     );
 
     let results = outcomes(&s);
-    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results.len(), 3, "{results:?}");
     let first = &results[0];
     assert_eq!(first["result"], "OK", "{first}");
     assert_eq!(first["error"], "", "{first}");
@@ -298,11 +299,26 @@ fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
     assert_eq!(second["error"], "Нет ни одного допустимого получателя");
     assert_eq!(second["skipped"].as_array().unwrap().len(), 2, "{second}");
 
+    let third = &results[2];
+    assert_eq!(third["result"], "ERROR", "{third}");
+    let error = third["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Сервер отклонил всех получателей: RCPT TO: 550"),
+        "{error}"
+    );
+    assert!(
+        third["skipped"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("refused@example.ru ("),
+        "{third}"
+    );
+
     let mails = received(&server);
     assert_eq!(
         mails.len(),
         1,
-        "one message: the second record had nobody to send to"
+        "one message: the second record had nobody to send to, the third only a refused address"
     );
     let m = &mails[0];
     assert_eq!(m.header("From"), "Робот Почтовый <robot@example.ru>");
@@ -351,7 +367,7 @@ fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
             c["mail.error"].as_i64(),
             c["mail.skipped"].as_i64()
         ),
-        (Some(1), Some(1), Some(7)),
+        (Some(1), Some(2), Some(8)),
         "{c}"
     );
     // Counts only: no address reaches the journal.

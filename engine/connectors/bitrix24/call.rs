@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::client::{B24Error, B24Rejection, Client, Kind, SYSTEM};
-use super::guard::Guard;
+use super::guard::{ErrorTemplate, Guard};
 use crate::config::{BuildCtx, ConnectionRef, component::StepConfig};
 use crate::expr::tree::{TemplateIn, TemplateTree, WithError, WithItem, eval_params, scope_with};
 use crate::expr::{JsonPath, Template};
@@ -89,7 +89,7 @@ impl StepConfig for CallConfig {
             method: self.method.clone(),
             when: self.when.take(),
             optional: self.optional,
-            error: self.error.take(),
+            error: self.error.take().map(ErrorTemplate::Call),
         };
         Ok(Arc::new(CallStep {
             cfg: self,

@@ -6,13 +6,19 @@ use serde_json::Value as Json;
 
 use super::client::B24Rejection;
 use crate::expr::Template;
-use crate::expr::tree::{TemplateIn, WithError, scope_with};
+use crate::expr::tree::{TemplateIn, WithError, WithRefusal, scope_with};
 
 pub(super) struct Guard {
     pub method: String,
     pub when: Option<Template>,
     pub optional: bool,
-    pub error: Option<TemplateIn<WithError>>,
+    pub error: Option<ErrorTemplate>,
+}
+
+/// The `error:` template of a call (which sees `item` with `for_each`) or of a write.
+pub(super) enum ErrorTemplate {
+    Call(TemplateIn<WithError>),
+    Write(TemplateIn<WithRefusal>),
 }
 
 impl Guard {
@@ -49,8 +55,11 @@ impl Guard {
                 crate::expr::json_value(&std::sync::Arc::new(item.clone())),
             ));
         }
+        let template = match template {
+            ErrorTemplate::Call(t) => &t.0,
+            ErrorTemplate::Write(t) => &t.0,
+        };
         Err(template
-            .0
             .render(&scope_with(scope, vars))
             .unwrap_or_else(|e| format!("{} error: {e}", self.method)))
     }
@@ -75,7 +84,7 @@ mod tests {
             method: "crm.deal.get".into(),
             when: Some(serde_json::from_value(json!("{{ record.id > 0 }}")).unwrap()),
             optional,
-            error: error.map(|e| serde_json::from_value(json!(e)).unwrap()),
+            error: error.map(|e| ErrorTemplate::Call(serde_json::from_value(json!(e)).unwrap())),
         }
     }
 

@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::client::{B24Error, B24Rejection, Client, Kind, SYSTEM};
-use super::guard::{Guard, description};
+use super::guard::{ErrorTemplate, Guard, description};
 use crate::config::{BuildCtx, ConnectionRef, component::StepConfig};
-use crate::expr::tree::{TemplateIn, TemplateTree, WithError, eval_params};
+use crate::expr::tree::{TemplateIn, TemplateTree, WithRefusal, eval_params};
 use crate::expr::{JsonPath, Template};
 use crate::runtime::{Fatal, Item, RunCtx, Step};
 
@@ -54,7 +54,7 @@ pub struct WriteConfig {
     /// description). Default: the description itself («Deal is not found»).
     #[serde(default)]
     #[schemars(example = &"Сделка не изменена: {{ error }}")]
-    pub error: Option<TemplateIn<WithError>>,
+    pub error: Option<TemplateIn<WithRefusal>>,
     /// How to find the object after an outcome that is unknown, instead of writing it twice.
     #[serde(default)]
     pub idempotency: Option<Idempotency>,
@@ -69,13 +69,13 @@ fn params_example() -> Json {
 #[serde(deny_unknown_fields)]
 pub struct Idempotency {
     /// A read that finds the object the write makes; what it finds is the write's result.
-    pub lookup: Lookup,
+    pub lookup: IdempotencyLookup,
 }
 
 /// A read that finds what the write made (a non-empty result = found).
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Lookup {
+pub struct IdempotencyLookup {
     /// The method.
     #[schemars(example = &"crm.activity.list")]
     pub method: String,
@@ -99,7 +99,7 @@ impl StepConfig for WriteConfig {
             method: self.method.clone(),
             when: self.when.take(),
             optional: self.optional,
-            error: self.error.take(),
+            error: self.error.take().map(ErrorTemplate::Write),
         };
         Ok(Arc::new(WriteStep {
             label: match &ctx.id {

@@ -53,7 +53,7 @@ impl Letter {
         self.to.len() + self.cc.len() + self.bcc.len()
     }
 
-    pub fn from_address(&self) -> Address {
+    pub fn sender_address(&self) -> Address {
         self.from.email.parse().expect("checked by sender()")
     }
 
@@ -93,7 +93,7 @@ impl Letter {
         };
         // lettre takes the envelope from the headers unless told; it is set explicitly so that the
         // header-less Bcc recipients are in it.
-        let envelope = lettre::address::Envelope::new(Some(self.from_address()), self.envelope())
+        let envelope = lettre::address::Envelope::new(Some(self.sender_address()), self.envelope())
             .map_err(|e| e.to_string())?;
         let builder = self.headers(&message_id).envelope(envelope);
         let message = if files.is_empty() {

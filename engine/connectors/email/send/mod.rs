@@ -320,7 +320,7 @@ impl SendStep {
         };
         let envelope = letter.envelope();
         match server
-            .deliver(&letter.from_address(), &envelope, &bytes)
+            .deliver(&letter.sender_address(), &envelope, &bytes)
             .await
         {
             Ok(delivery) => {
@@ -331,6 +331,14 @@ impl SendStep {
                         .iter()
                         .map(|(to, why)| format!("{to} ({why})")),
                 );
+                if !delivery.sent {
+                    let why = delivery.refused.first().map(|(_, why)| why.as_str());
+                    let error = format!(
+                        "Сервер отклонил всех получателей: {}",
+                        why.unwrap_or_default()
+                    );
+                    return outcome("ERROR", &error, &letter.skipped);
+                }
                 let mut out = outcome("OK", "", &letter.skipped);
                 out["recipients"] = json!(accepted);
                 out["message_id"] = json!(message_id);
@@ -376,5 +384,44 @@ impl Step for SendStep {
             item.record.set_step_output(&self.id, out);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yes_and_no_as_forms_write_them() {
+        for yes in [
+            json!("Y"),
+            json!("true"),
+            json!(true),
+            json!(1),
+            json!(" да "),
+        ] {
+            assert_eq!(flag(&yes), Some(true), "{yes}");
+        }
+        for no in [
+            json!("N"),
+            json!("false"),
+            json!(false),
+            json!(0),
+            json!(null),
+            json!(""),
+        ] {
+            assert_eq!(flag(&no), Some(false), "{no}");
+        }
+        assert_eq!(flag(&json!("maybe")), None);
+    }
+
+    #[test]
+    fn security_modes() {
+        assert_eq!(Security::parse(" SSL "), Some(Security::Ssl));
+        assert_eq!(Security::parse("tls"), Some(Security::Tls));
+        assert_eq!(Security::parse("starttls"), Some(Security::Tls));
+        assert_eq!(Security::parse("none"), Some(Security::None));
+        assert_eq!(Security::parse(""), None);
+        assert_eq!(Security::parse("tls13"), None);
     }
 }

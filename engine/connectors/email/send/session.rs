@@ -58,6 +58,8 @@ pub struct Server {
 pub struct Delivery {
     /// Recipients refused at RCPT, with the server's reason.
     pub refused: Vec<(String, String)>,
+    /// Whether the message went out: false when every recipient was refused.
+    pub sent: bool,
 }
 
 /// The server's reason for a failed command (`535 5.7.8 Authentication credentials invalid`), or
@@ -111,7 +113,8 @@ impl Server {
     }
 
     /// Send `message` from `from` to `recipients`. `Err`: nothing was sent (connection, TLS,
-    /// login, every recipient refused, or DATA refused), with the server's reason.
+    /// login, or DATA refused), with the server's reason; every recipient refused is a
+    /// `Delivery` that was not `sent`.
     pub async fn deliver(
         &self,
         from: &Address,
@@ -166,11 +169,10 @@ impl Server {
         }
         if refused.len() == recipients.len() {
             conn.abort().await;
-            let why = refused
-                .first()
-                .map(|(_, why)| why.clone())
-                .unwrap_or_default();
-            return Err(format!("сервер отклонил всех получателей: {why}"));
+            return Ok(Delivery {
+                refused,
+                sent: false,
+            });
         }
         if let Err(e) = conn.command(Data).await {
             conn.abort().await;
@@ -182,6 +184,9 @@ impl Server {
         }
         // The message is accepted; a failed QUIT changes nothing about that.
         let _ = conn.quit().await;
-        Ok(Delivery { refused })
+        Ok(Delivery {
+            refused,
+            sent: true,
+        })
     }
 }
