@@ -6,6 +6,7 @@ mod harness;
 mod b24;
 mod b24_clock;
 mod bench;
+mod bp_actions;
 mod bp_domain;
 mod bp_steps;
 mod comagic_client;
