@@ -754,13 +754,21 @@ fn a_refused_callback_is_an_error_with_bitrix24s_reason() {
 }
 
 #[test]
-fn the_line_options_are_read_from_voximplant_at_registration() {
+fn the_five_actions_register_with_the_line_options_read_from_voximplant() {
     let emu = b24(Portal::demo());
     let s = Scratch::new();
     let mut cmd = etl();
-    cmd.args(["activities", "sync"])
-        .arg(root().join("pipelines/bp/callback.yaml"))
-        .args(["--handler-base", "https://etl.example.ru", "--state"])
+    cmd.args(["activities", "sync"]);
+    for name in [
+        "booking_info",
+        "booking_rename",
+        "callback",
+        "invoice_from_deal",
+        "smtp_send",
+    ] {
+        cmd.arg(root().join(format!("pipelines/bp/{name}.yaml")));
+    }
+    cmd.args(["--handler-base", "https://etl.example.ru", "--state"])
         .arg(s.state())
         .env_remove("B24_WEBHOOK_URL");
     for (k, v) in emu.app_vars() {
@@ -775,8 +783,16 @@ fn the_line_options_are_read_from_voximplant_at_registration() {
         stderr(&out)
     );
     let registered = emu.registered_activities();
-    assert_eq!(registered.len(), 1);
-    let line = &registered[0].fields["PROPERTIES"]["line"];
+    assert_eq!(registered.len(), 5);
+    let by_code = |code: &str| {
+        registered
+            .iter()
+            .find(|a| a.code == code)
+            .unwrap_or_else(|| panic!("{code} not registered"))
+            .fields
+            .clone()
+    };
+    let line = &by_code("b24etl_callback")["PROPERTIES"]["line"];
     assert_eq!(
         line.get("OPTIONS")
             .or_else(|| line.get("Options"))
@@ -785,6 +801,19 @@ fn the_line_options_are_read_from_voximplant_at_registration() {
         json!({"reg151083": "Облачная АТС (9)", "sip7": "Офисная АТС"})
     );
     assert_eq!(emu.calls("voximplant.line.get").len(), 1);
+    let invoice = by_code("b24etl_invoice_from_deal");
+    assert_eq!(
+        invoice["HANDLER"],
+        "https://etl.example.ru/bp/b24etl_invoice_from_deal"
+    );
+    assert!(invoice["RETURN_PROPERTIES"]["error_text"].is_object());
+    let smtp = by_code("b24etl_smtp_send");
+    assert!(smtp["PROPERTIES"]["smtp_password"].is_object());
+    assert!(
+        smtp["PROPERTIES"]["to"].to_string().contains("\"Y\""),
+        "{}",
+        smtp["PROPERTIES"]["to"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -933,4 +962,65 @@ fn booking_rename_is_ok_when_every_user_is_renamed_or_there_is_none() {
         "{}",
         r.log_message
     );
+}
+
+#[test]
+fn a_refused_requisite_link_is_logged_and_the_invoice_still_answered() {
+    let emu = b24(invoice_portal());
+    emu.faults().on_method(
+        "crm.requisite.link.register",
+        Fault::Status {
+            status: 400,
+            content_type: "application/json".into(),
+            body: r#"{"error":"","error_description":"The requisite with ID '11' is not found."}"#
+                .into(),
+        },
+        1,
+    );
+    let r = act(&emu, INVOICE, invoice_request("100", "8"), &[]);
+    ok_reply(&r);
+    assert!(
+        r.log_message.contains("Реквизиты не привязаны"),
+        "{}",
+        r.log_message
+    );
+    assert_eq!(invoices(&emu).len(), 1);
+}
+
+#[test]
+fn an_unreachable_server_or_an_untrusted_certificate_is_an_error_with_the_reason() {
+    let s = Scratch::new();
+    let (server, _ca) = tls_server(&s, "smtps");
+    let emu = b24(Portal::demo());
+    // No SSL_CERT_FILE: the test CA is not trusted.
+    let r = act(
+        &emu,
+        "smtp_send.yaml",
+        smtp_request(&server, "ssl", json!({})),
+        &[],
+    );
+    assert_eq!(r.return_values, json!({"result": "ERROR"}), "{r:?}");
+    assert!(
+        r.log_message.starts_with("Письмо не отправлено: "),
+        "{}",
+        r.log_message
+    );
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wf = smtp_request(
+        &server,
+        "none",
+        json!({"smtp_port": closed.to_string(), "smtp_auth": "N"}),
+    );
+    let r = act(&emu, "smtp_send.yaml", wf, &[]);
+    assert_eq!(r.return_values, json!({"result": "ERROR"}), "{r:?}");
+    assert!(
+        r.log_message.len() > "Письмо не отправлено: ".len(),
+        "{}",
+        r.log_message
+    );
+    assert!(server.messages().is_empty());
 }
