@@ -100,7 +100,7 @@ pub const FILTERS: &[FilterDoc] = &[
         description: "Every element of a list (or a single value) as a one-field row `{key: element}`; empty elements are dropped (`crm.company.contact.items.set` takes `items: [{CONTACT_ID: 5}]`).",
         example: (
             "{{ [5, '', 7] | rows('CONTACT_ID') | tojson }}",
-            "[{\"CONTACT_ID\":5},{\"CONTACT_ID\":7}]",
+            "[{\"CONTACT_ID\": 5}, {\"CONTACT_ID\": 7}]",
         ),
         add: |env, name| env.add_filter(name, rows),
     },

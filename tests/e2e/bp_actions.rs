@@ -52,8 +52,7 @@ fn printed_reply(text: &str) -> Value {
     let start = text
         .match_indices('{')
         .map(|(i, _)| i)
-        .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
-        .next_back()
+        .rfind(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
         .unwrap_or_else(|| panic!("no reply printed:\n{text}"));
     serde_json::from_str(text[start..].trim()).unwrap_or_else(|e| panic!("{e}:\n{text}"))
 }
@@ -74,6 +73,20 @@ fn answer_with(emu: &Emulator, file: &str, wf: Workflow, extra: &[&str]) -> Answ
         .arg("--no-progress")
         .args(extra);
     let out = run(&mut cmd);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    for key in [
+        "event_token",
+        "auth[access_token]",
+        "auth[refresh_token]",
+        "auth[application_token]",
+    ] {
+        let secret = request.get(key).unwrap_or_default();
+        assert!(
+            !secret.is_empty() && !printed.contains(secret),
+            "{key} printed"
+        );
+    }
+    assert!(!printed.contains(&emu.client_secret()));
     let reply = printed_reply(&stdout(&out));
     Answered {
         out,
@@ -649,4 +662,91 @@ fn sync_refuses_a_pipeline_that_declares_no_action() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(emu.http_requests(), 0);
+}
+
+#[test]
+fn sync_uses_the_install_tokens_kept_in_the_state_and_renews_them_once() {
+    let emu = b24(Portal::demo());
+    let s = Scratch::new();
+    let (access, refresh) = emu.issue_tokens(1);
+    {
+        let store = etl::state::Store::open(&s.state()).unwrap();
+        let tokens = json!({"access_token": access, "refresh_token": refresh, "user_id": "1"});
+        store
+            .kv_put_all("_app", "oauth", &[("install".to_string(), tokens)])
+            .unwrap();
+    }
+    // The access token of the install event has expired: renewed once with its refresh token.
+    assert!(emu.expire_access_token(&access));
+    let mut cmd = etl();
+    app_env(&mut cmd, &emu)
+        .args(["activities", "sync"])
+        .arg(action("invoice_status.yaml"))
+        .args(["--handler-base", "https://etl.example.ru", "--state"])
+        .arg(s.state());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "added b24etl_invoice_status");
+    assert_eq!(emu.token_refreshes(), 1);
+    assert_eq!(emu.registered_activities().len(), 1);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains(&access) && !printed.contains(&refresh));
+}
+
+#[test]
+fn sync_without_any_admin_token_says_how_to_get_one() {
+    let emu = b24(Portal::demo());
+    let s = Scratch::new();
+    let mut cmd = etl();
+    app_env(&mut cmd, &emu)
+        .args(["activities", "sync"])
+        .arg(action("invoice_status.yaml"))
+        .args(["--handler-base", "https://etl.example.ru", "--state"])
+        .arg(s.state());
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("B24_APP_REFRESH_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(emu.http_requests(), 0);
+}
+
+/// Issue 11 item 5: crm.activity.add is made, then its answer is lost (HTTP 500 after the
+/// write). The engine does not create it again: it finds it by ORIGIN_ID and answers its ID.
+#[test]
+fn activity_add_after_a_lost_answer_finds_the_activity_instead_of_creating_another() {
+    let emu = b24(Portal::demo());
+    emu.faults().on_method(
+        "crm.activity.add",
+        emulators::bitrix24::Fault::WriteThenFail,
+        1,
+    );
+    let a = answer(
+        &emu,
+        "activity_add.yaml",
+        "b24etl_activity_add",
+        "DEAL_96000",
+        json!({"subject": "Встреча", "type_id": "1", "description": "Обсудить договор",
+               "owner_type": "2", "owner_id": "96000", "priority": "2",
+               "communication": "client@example.ru"}),
+    );
+    assert_eq!(a.out.status.code(), Some(0), "{}", stderr(&a.out));
+    let origin = format!("b24etl:{}", a.reply["event_key"].as_str().unwrap());
+    let found = emu
+        .act(
+            "crm.activity.list",
+            json!({"filter": {"ORIGIN_ID": origin}, "select": ["ID"]}),
+        )
+        .unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "created once");
+    assert_eq!(emu.requests("crm.activity.add"), 1);
+    assert_eq!(emu.requests("crm.activity.list"), 1);
+    let id = found[0]["ID"].clone();
+    assert_eq!(
+        a.result("activity_id").to_string().trim_matches('"'),
+        id.as_str().unwrap()
+    );
+    assert_eq!(emu.event_sends_for(&a.event_token).len(), 1);
 }
