@@ -24,6 +24,17 @@ pub fn register(value: &str) {
     }
 }
 
+/// Forget a secret that can no longer appear anywhere (a request's tokens once it is answered
+/// and erased): `etl serve` answers requests for months, and every remembered secret costs
+/// every later redaction a search.
+pub fn forget(value: &str) {
+    let value = value.trim();
+    SECRETS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|s| s != value);
+}
+
 /// Whether an environment variable's name marks its value as secret.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();

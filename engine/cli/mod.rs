@@ -122,6 +122,23 @@ enum Command {
         /// State, shared by the runs: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "ETL_STATE")]
         state: Option<PathBuf>,
+        /// Append one JSON line per business-process request (`POST /bp/<code>`) to this file.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// Business-process requests run at once; more wait their turn (none is refused).
+        #[arg(long, default_value_t = 8)]
+        bp_concurrency: usize,
+        /// Seconds from receipt during which a business-process run that finds a system
+        /// unavailable is tried again; after that the workflow is answered the failure.
+        #[arg(long, default_value_t = 600)]
+        bp_retry_window: u64,
+        /// Seconds a claim on a business-process request lasts unrenewed: the work of a serve
+        /// that died is taken up after this (by it restarted, or by another replica).
+        #[arg(long, default_value_t = 30)]
+        bp_claim_secs: u64,
+        /// The longest wait, in seconds, between two tries of a run or a reply.
+        #[arg(long, default_value_t = 60)]
+        bp_max_backoff: u64,
     },
     /// Start emulated services (development and benchmarks). Absent without the `sandbox`
     /// feature, so clap refuses it with exit 2.
@@ -211,6 +228,11 @@ pub fn main() -> i32 {
             listen,
             pipelines,
             state,
+            journal,
+            bp_concurrency,
+            bp_retry_window,
+            bp_claim_secs,
+            bp_max_backoff,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -218,10 +240,19 @@ pub fn main() -> i32 {
                 .build()
                 .expect("tokio runtime");
             let state = state.unwrap_or_else(|| PathBuf::from(state::DEFAULT_PATH));
+            let secs = std::time::Duration::from_secs;
+            let bp = serve::bp::BpSettings {
+                concurrency: bp_concurrency,
+                retry_window: secs(bp_retry_window),
+                claim_ttl: secs(bp_claim_secs.max(1)),
+                max_backoff: secs(bp_max_backoff.max(1)),
+                journal,
+            };
             runtime.block_on(serve::serve(serve::ServeArgs {
                 listen,
                 pipelines,
                 state,
+                bp,
             }))
         }
         #[cfg(feature = "sandbox")]

@@ -55,6 +55,32 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: "CREATE INDEX runs_by_pipeline ON runs(pipeline, id);",
         postgres: "CREATE INDEX runs_by_pipeline ON runs(pipeline, id);",
     },
+    Migration {
+        version: 4,
+        name: "business-process requests: the dedupe record, the run queue and the reply outbox",
+        // One row per event (`key` = the event key, a hash of the event token). `request`,
+        // `tokens` and `event_token` hold secrets only until the reply is sent; the row stays
+        // as the dedupe record. A claim (`claimed_by` until `claim_until_ms`) keeps replicas
+        // from working on the same row; times are unix milliseconds.
+        sqlite: "CREATE TABLE bp_requests(
+                     key TEXT PRIMARY KEY, code TEXT NOT NULL, workflow_id TEXT NOT NULL,
+                     document TEXT NOT NULL, use_subscription INTEGER NOT NULL,
+                     received_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,
+                     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                     deliveries INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL,
+                     claimed_by TEXT, claim_until_ms INTEGER, request TEXT, tokens TEXT,
+                     event_token TEXT, answer TEXT, replied_ms INTEGER);
+                 CREATE INDEX bp_requests_due ON bp_requests(status, next_at_ms);",
+        postgres: "CREATE TABLE bp_requests(
+                       key TEXT PRIMARY KEY, code TEXT NOT NULL, workflow_id TEXT NOT NULL,
+                       document TEXT NOT NULL, use_subscription BIGINT NOT NULL,
+                       received_ms BIGINT NOT NULL, deadline_ms BIGINT NOT NULL,
+                       status TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,
+                       deliveries BIGINT NOT NULL DEFAULT 0, next_at_ms BIGINT NOT NULL,
+                       claimed_by TEXT, claim_until_ms BIGINT, request TEXT, tokens TEXT,
+                       event_token TEXT, answer TEXT, replied_ms BIGINT);
+                   CREATE INDEX bp_requests_due ON bp_requests(status, next_at_ms);",
+    },
 ];
 
 /// What `etl state migrate` prints for one migration.

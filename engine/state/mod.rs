@@ -7,6 +7,9 @@
 //! Backends store and return text; what is JSON, what is masked and what is printed is decided
 //! here, once for both.
 
+pub mod bp;
+mod bp_postgres;
+mod bp_sqlite;
 pub mod lease;
 pub mod migrations;
 mod postgres;
@@ -87,7 +90,7 @@ pub(crate) struct Overview {
 }
 
 /// The operations a backend implements; text in, text out.
-pub(crate) trait Backend: Send + Sync {
+pub(crate) trait Backend: bp::BpBackend + Send + Sync {
     fn cursor(&self, pipeline: &str) -> Result<Option<String>, String>;
     fn fingerprints(
         &self,

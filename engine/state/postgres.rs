@@ -26,7 +26,7 @@ use crate::secrets::redact;
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 /// One connection on a thread of its own; requests are closures run there, one at a time.
-struct Worker {
+pub(super) struct Worker {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -75,7 +75,7 @@ impl Worker {
     }
 
     /// Runs `f` on the connection and waits for its result.
-    fn call<T, F>(&self, f: F) -> Result<T, String>
+    pub(super) fn call<T, F>(&self, f: F) -> Result<T, String>
     where
         T: Send + 'static,
         F: FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
@@ -138,6 +138,10 @@ impl PgBackend {
         }
         let worker = Worker::connect(&config, true)?;
         Ok(PgBackend { config, worker })
+    }
+
+    pub(super) fn worker(&self) -> &Worker {
+        &self.worker
     }
 }
 

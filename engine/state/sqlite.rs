@@ -1,6 +1,7 @@
 //! SQLite backend: one file in WAL mode, the zero-setup default. Leases are exclusive locks on a
 //! file next to the database, one per pipeline: the operating system releases them when the
-//! process exits or is killed.
+//! process exits or is killed. Deleted and overwritten content is zeroed (`secure_delete`):
+//! the tokens a business-process request held must not linger in free pages once erased.
 
 use std::fs::{OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ impl SqliteBackend {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
              PRAGMA busy_timeout=5000;
+             PRAGMA secure_delete=ON;
              CREATE TABLE IF NOT EXISTS schema_migrations(
                  version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);",
         )
@@ -38,7 +40,7 @@ impl SqliteBackend {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -71,7 +73,7 @@ fn safe_file_name(pipeline: &str) -> String {
     }
 }
 
-fn db(e: rusqlite::Error) -> String {
+pub(super) fn db(e: rusqlite::Error) -> String {
     format!("state database error: {e}")
 }
 

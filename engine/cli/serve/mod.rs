@@ -13,8 +13,12 @@
 //!   invalid, 404 for an unknown pipeline.
 //! - Pipelines with a `schedule:` run at its ticks, once across replicas (see `schedule.rs`).
 //! - `GET /healthz` and `GET /metrics` (Prometheus text) need no token.
+//! - `POST /bp/<code>` answers Bitrix24 business-process actions: every pipeline under the
+//!   directory whose source is `bitrix24.bp_activity` (see `bp`). They are authenticated as
+//!   Bitrix24 requests, not with the bearer token.
 
 mod auth;
+pub mod bp;
 mod runs;
 mod schedule;
 
@@ -37,6 +41,7 @@ pub struct ServeArgs {
     pub listen: String,
     pub pipelines: PathBuf,
     pub state: PathBuf,
+    pub bp: bp::BpSettings,
 }
 
 pub(crate) struct Server {
@@ -129,7 +134,7 @@ async fn metrics_text() -> Response {
         .into_response()
 }
 
-fn router(server: Arc<Server>) -> Router {
+fn router(server: Arc<Server>, actions: Option<Arc<bp::Bp>>) -> Router {
     let protected = Router::new()
         .route("/", get(index))
         .route("/run/{name}", get(runs::run_pipeline))
@@ -137,13 +142,18 @@ fn router(server: Arc<Server>) -> Router {
             server.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .merge(protected)
         .layer(middleware::from_fn(auth::limit_body))
         .layer(DefaultBodyLimit::max(auth::MAX_BODY_BYTES))
-        .with_state(server)
+        .with_state(server);
+    // Merged after the layers above: handler requests have a limit of their own (1 MiB).
+    match actions {
+        Some(actions) => routes.merge(bp::router(actions)),
+        None => routes,
+    }
 }
 
 /// A word in the log when the address is reachable from other machines.
@@ -163,6 +173,13 @@ pub async fn serve(args: ServeArgs) -> u8 {
         Err(e) => {
             eprintln!("error: {e}");
             return super::EXIT_ABORTED;
+        }
+    };
+    let actions = match bp::start(&args.pipelines, store.clone(), args.bp).await {
+        Ok(actions) => actions,
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::redact(&e));
+            return super::EXIT_INVALID;
         }
     };
     let token = auth::configured_token();
@@ -200,7 +217,7 @@ pub async fn serve(args: ServeArgs) -> u8 {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     // On Ctrl-C, running pipelines stop (each ends its sessions) and are answered before exiting.
-    match axum::serve(listener, router(server))
+    match axum::serve(listener, router(server, actions))
         .with_graceful_shutdown(crate::runtime::executor::interrupted())
         .await
     {

@@ -38,17 +38,6 @@ pub struct Bitrix24Connection {
     /// never printed.
     #[schemars(example = &"${env:B24_WEBHOOK_URL}")]
     pub webhook_url: String,
-    /// The portal's limits.
-    #[serde(flatten)]
-    pub limits: PortalLimits,
-    /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
-    #[serde(flatten)]
-    pub transport: Transport<50, 5>,
-}
-
-/// A portal's limits, as its plan sets them.
-#[derive(Deserialize, JsonSchema)]
-pub struct PortalLimits {
     /// Leaky bucket capacity of the portal (250 on Enterprise).
     #[serde(default = "default_burst")]
     #[schemars(range(min = 1))]
@@ -60,15 +49,26 @@ pub struct PortalLimits {
     /// Per-method operating-time budget over 10 minutes, in seconds.
     #[serde(default = "default_operating")]
     pub operating_limit_secs: f64,
+    /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
+    #[serde(flatten)]
+    pub transport: Transport<50, 5>,
 }
 
-fn default_burst() -> u32 {
+/// A portal's limits, as its plan sets them. (Written out in each connection rather than
+/// flattened: serde's flatten loses the positions that type errors are reported at.)
+pub struct PortalLimits {
+    pub burst: u32,
+    pub drain_per_second: f64,
+    pub operating_limit_secs: f64,
+}
+
+pub(crate) fn default_burst() -> u32 {
     50
 }
-fn default_drain() -> f64 {
+pub(crate) fn default_drain() -> f64 {
     2.0
 }
-fn default_operating() -> f64 {
+pub(crate) fn default_operating() -> f64 {
     480.0
 }
 
@@ -99,9 +99,12 @@ impl PortalLimits {
 
 impl ConnectionConfig for Bitrix24Connection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
-        let cfg =
-            self.limits
-                .client_config(self.webhook_url, &self.transport, client::Auth::Webhook)?;
+        let limits = PortalLimits {
+            burst: self.burst,
+            drain_per_second: self.drain_per_second,
+            operating_limit_secs: self.operating_limit_secs,
+        };
+        let cfg = limits.client_config(self.webhook_url, &self.transport, client::Auth::Webhook)?;
         Ok(Arc::new(client::Client::new(cfg)?))
     }
 }

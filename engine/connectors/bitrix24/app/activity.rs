@@ -4,7 +4,8 @@
 //! every call runs as that user, and renders the reply once the record is done, whatever its
 //! outcome. Delivering the reply is the caller's ([`super::reply`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
 use super::declare::{Declaration, Replies, Reply};
-use super::request::BpRequest;
+use super::request::{BpRequest, UserTokens};
 use crate::config::{BuildCtx, ConnectionRef, component::SourceConfig};
 use crate::connectors::bitrix24::client::Client;
 use crate::runtime::{Fatal, Item, Outcome, Record, RunCtx, Source};
@@ -164,6 +165,12 @@ impl Source for ActivitySource {
         let Some(request) = &self.request else {
             return;
         };
+        if let Some(now) = self.client.tokens().filter(|t| {
+            t.refresh_token != request.tokens.refresh_token
+                || t.access_token != request.tokens.access_token
+        }) {
+            renewed_tokens(|renewed| renewed.insert(request.event_key(), now));
+        }
         let mut answer = ctx.answer.lock().unwrap_or_else(|e| e.into_inner());
         match done {
             Ok(items) => {
@@ -180,6 +187,19 @@ impl Source for ActivitySource {
             Err(_) => {}
         }
     }
+}
+
+/// Tokens renewed during runs, by event key, until the caller takes them.
+fn renewed_tokens<T>(f: impl FnOnce(&mut HashMap<String, UserTokens>) -> T) -> T {
+    static RENEWED: Mutex<Option<HashMap<String, UserTokens>>> = Mutex::new(None);
+    let mut map = RENEWED.lock().unwrap_or_else(|e| e.into_inner());
+    f(map.get_or_insert_with(HashMap::new))
+}
+
+/// The tokens a run for the request `event_key` renewed (the request's refresh token is spent
+/// then), taken once: `etl serve` keeps them for the next attempt and the reply.
+pub fn take_renewed_tokens(event_key: &str) -> Option<UserTokens> {
+    renewed_tokens(|renewed| renewed.remove(event_key))
 }
 
 fn register_secret(value: Option<&Json>) {

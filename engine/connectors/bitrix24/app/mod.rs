@@ -21,14 +21,14 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::PortalLimits;
 use super::client::{Auth, Client};
+use super::{PortalLimits, default_burst, default_drain, default_operating};
 use crate::config::Registry;
 use crate::config::component::ConnectionConfig;
 use crate::connectors::http::transport::Transport;
 use crate::secrets;
 
-pub use activity::ActivityConfig;
+pub use activity::{ActivityConfig, take_renewed_tokens};
 pub use declare::{Declaration, Property};
 
 pub fn register(r: &mut Registry) {
@@ -169,9 +169,17 @@ pub struct AppConnection {
     pub client_secret: Option<String>,
     /// The OAuth server that renews tokens (default: `https://oauth.bitrix.info/oauth/token/`).
     pub oauth_url: Option<String>,
-    /// The portal's limits.
-    #[serde(flatten)]
-    pub limits: PortalLimits,
+    /// Leaky bucket capacity of the portal (250 on Enterprise).
+    #[serde(default = "default_burst")]
+    #[schemars(range(min = 1))]
+    pub burst: u32,
+    /// Leaky bucket drain per second (5 on Enterprise).
+    #[serde(default = "default_drain")]
+    #[schemars(range(min = 0.1))]
+    pub drain_per_second: f64,
+    /// Per-method operating-time budget over 10 minutes, in seconds.
+    #[serde(default = "default_operating")]
+    pub operating_limit_secs: f64,
     /// `timeout_secs` (at most 59: Bitrix24 itself ends requests at 60) and `retries`.
     #[serde(flatten)]
     pub transport: Transport<50, 5>,
@@ -192,7 +200,7 @@ impl AppConnection {
         let env = if all_given {
             None
         } else {
-            Some(AppConfig::from_env()?)
+            Some(AppConfig::from_env_at(self.endpoint.clone())?)
         };
         let pick = |given: &Option<String>, from_env: fn(&AppConfig) -> &String| {
             given
@@ -214,12 +222,22 @@ impl AppConnection {
     }
 }
 
+impl AppConnection {
+    fn limits(&self) -> PortalLimits {
+        PortalLimits {
+            burst: self.burst,
+            drain_per_second: self.drain_per_second,
+            operating_limit_secs: self.operating_limit_secs,
+        }
+    }
+}
+
 impl ConnectionConfig for AppConnection {
     fn build(self) -> Result<Arc<dyn Any + Send + Sync>, String> {
         let app = self.app()?;
         let base = app.endpoint.clone();
         let cfg = self
-            .limits
+            .limits()
             .client_config(base, &self.transport, Auth::app(app))?;
         Ok(Arc::new(Client::new(cfg)?))
     }

@@ -25,7 +25,20 @@ pub async fn deliver(
     event_token: &str,
     answer: &Json,
 ) -> Result<UserTokens, B24Error> {
-    let client = Client::new(ClientConfig {
+    let (tokens, sent) = send(app, tokens, event_token, answer).await;
+    sent.map(|()| tokens)
+}
+
+/// [`deliver`], with the tokens in use afterwards also when the send failed: a renewal may
+/// have spent the old refresh token before the send itself failed, and an outbox that tries
+/// again needs the new pair.
+pub async fn send(
+    app: &AppConfig,
+    tokens: UserTokens,
+    event_token: &str,
+    answer: &Json,
+) -> (UserTokens, Result<(), B24Error>) {
+    let client = match Client::new(ClientConfig {
         webhook_url: app.endpoint.clone(),
         burst: 50,
         drain_per_second: 2.0,
@@ -33,16 +46,19 @@ pub async fn deliver(
         retries: 3,
         operating_limit: 480.0,
         auth: Auth::app(app.clone()),
-    })
-    .map_err(B24Error::Unavailable)?;
+    }) {
+        Ok(client) => client,
+        Err(e) => return (tokens, Err(B24Error::Unavailable(e))),
+    };
     client.use_tokens(tokens.clone());
     // A repeated event is ignored by Bitrix24: safe to retry like a read.
-    client
+    let sent = client
         .call(
             "bizproc.event.send",
             &event_send_params(event_token, answer),
             Kind::Read,
         )
-        .await?;
-    Ok(client.tokens().unwrap_or(tokens))
+        .await
+        .map(|_| ());
+    (client.tokens().unwrap_or(tokens), sent)
 }

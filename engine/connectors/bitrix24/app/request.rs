@@ -134,6 +134,22 @@ impl BpRequest {
         Ok(request)
     }
 
+    /// Read an application event (`ONAPPINSTALL`: `event`, `data[...]`, `ts`, `auth[...]`),
+    /// which has no code and no event token: only `auth[application_token]` is required (400).
+    /// Its tokens are registered as secrets first.
+    pub fn from_event(form: &Json) -> Result<BpRequest, Refusal> {
+        let mut with_identity = form.clone();
+        if let Some(map) = with_identity.as_object_mut() {
+            let event = text(form, "event");
+            map.insert("code".into(), Json::String(event.to_ascii_lowercase()));
+            map.insert("event_token".into(), Json::String("-".into()));
+        }
+        let mut request = BpRequest::from_form(&with_identity)?;
+        request.code = text(form, "event");
+        request.event_token.clear();
+        Ok(request)
+    }
+
     /// Is this the portal and the app we serve, recently? The application token is compared
     /// in constant time. 401: not our app; 403: another portal or endpoint, or a stale request.
     pub fn authenticate(&self, app: &AppConfig, now: i64) -> Result<(), Refusal> {
