@@ -1024,3 +1024,48 @@ fn an_unreachable_server_or_an_untrusted_certificate_is_an_error_with_the_reason
     );
     assert!(server.messages().is_empty());
 }
+
+#[test]
+fn through_etl_serve_an_invoice_request_delivered_twice_is_answered_once_with_one_invoice() {
+    let emu = b24(invoice_portal());
+    let s = Scratch::new();
+    for name in [
+        "invoice_from_deal",
+        "smtp_send",
+        "callback",
+        "booking_info",
+        "booking_rename",
+    ] {
+        let text =
+            std::fs::read_to_string(root().join(format!("pipelines/bp/{name}.yaml"))).unwrap();
+        s.write(&format!("pipelines/bp/{name}.yaml"), &text);
+    }
+    let server = crate::bp_serve::serve_bp(
+        &emu,
+        &s.path("pipelines"),
+        &s.state(),
+        &s.path("journal.jsonl"),
+        &[],
+    );
+    let url = server.url("b24etl_invoice_from_deal");
+    let req = emu.prepare_workflow(&invoice_request("100", "8"));
+    for _ in 0..2 {
+        let status = emulators::bitrix24::workflow::post_form(&url, &req.body()).unwrap();
+        assert_eq!(status, 200);
+    }
+    // A later request: once it is answered, the duplicate before it has been dealt with.
+    let later = emu.prepare_workflow(&invoice_request("102", ""));
+    assert_eq!(
+        emulators::bitrix24::workflow::post_form(&url, &later.body()).unwrap(),
+        200
+    );
+    crate::bp_serve::wait_until("the replies", || {
+        !emu.event_sends_for(&req.event_token).is_empty()
+            && !emu.event_sends_for(&later.event_token).is_empty()
+    });
+    let sends = emu.event_sends_for(&req.event_token);
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    ok_reply(&sends[0]);
+    assert_eq!(invoices(&emu).len(), 2, "one for each event");
+    assert_eq!(emu.calls("crm.invoice.add").len(), 2);
+}
