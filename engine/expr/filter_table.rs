@@ -129,6 +129,16 @@ pub const FILTERS: &[FilterDoc] = &[
         add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::compact)),
     },
     FilterDoc {
+        name: "from_json",
+        signature: "from_json",
+        description: "JSON text as the value it writes (a list, a mapping, a number...): how a template loop builds a list of mappings, e.g. rows reshaped for another method. None or blank text gives none; a value that is not text stays as it is.",
+        example: (
+            "{{ ('[' ~ ([1, 2] | map('string') | join(',')) ~ ']') | from_json | length }}",
+            "2",
+        ),
+        add: |env, name| env.add_filter(name, |v: Value| filters::wrap1(&v, core::from_json)),
+    },
+    FilterDoc {
         name: "b24_id",
         signature: "b24_id",
         description: "An ID as a business process sends it: the first integer > 0 in the first non-empty element of a list or of an `a, b` text (`123`, ` 123 `, `DEAL_123`, `user_5`, `[5] Иван Петров`). None when there is none.",

@@ -8,6 +8,7 @@ mod b24_clock;
 mod bench;
 mod bp_actions;
 mod bp_bench;
+mod bp_domain;
 mod bp_serve;
 mod bp_steps;
 mod comagic_client;

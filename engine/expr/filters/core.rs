@@ -133,6 +133,19 @@ pub fn map_values(v: Option<&Json>, map: Option<&Json>) -> Result<Json, String> 
     Ok(Json::Array(out))
 }
 
+/// `from_json`: JSON text as the value it writes; none or blank text gives none, and a value
+/// that is not text stays as it is (so applying it twice is harmless).
+pub fn from_json(v: Option<&Json>) -> Result<Json, String> {
+    match v {
+        None => Ok(Json::Null),
+        Some(Json::String(s)) if s.trim().is_empty() => Ok(Json::Null),
+        Some(Json::String(s)) => {
+            serde_json::from_str(s.trim()).map_err(|e| format!("from_json: not JSON ({e})"))
+        }
+        Some(other) => Ok(other.clone()),
+    }
+}
+
 /// `flatten`: lists of lists into one list.
 pub fn flatten(v: Option<&Json>) -> Result<Json, String> {
     let mut out = Vec::new();

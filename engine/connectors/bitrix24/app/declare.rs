@@ -113,10 +113,13 @@ pub struct OptionsFrom {
     /// Where the rows are in the result (default: the result itself).
     #[serde(default)]
     pub result: Option<JsonPath>,
-    /// The row field that is the option's key.
-    pub key: String,
+    /// The row field that is the option's key. Left out together with `label` when the
+    /// result is itself a `{key: label}` mapping (`voximplant.line.get`).
+    #[serde(default)]
+    pub key: Option<String>,
     /// The row field that is the option's label.
-    pub label: String,
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// What the workflow is answered (`bizproc.event.send`): return values and a log line, as
@@ -190,6 +193,14 @@ impl Declaration {
             if !ok {
                 return Err(format!(
                     "property key `{key}`: write it as ^[a-z][a-z0-9_]*$"
+                ));
+            }
+        }
+        let all = self.properties.iter().chain(self.return_properties.iter());
+        for (key, from) in all.filter_map(|(k, p)| p.options_from.as_ref().map(|f| (k, f))) {
+            if from.key.is_some() != from.label.is_some() {
+                return Err(format!(
+                    "property `{key}`: options_from takes both `key` and `label`, or neither for a `{{key: label}}` result"
                 ));
             }
         }

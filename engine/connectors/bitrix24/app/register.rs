@@ -145,6 +145,20 @@ async fn read_options(
     };
     let body = client.call(&from.method, &params, Kind::Read).await?;
     let result = &body["result"];
+    let (Some(key), Some(label)) = (&from.key, &from.label) else {
+        // A `{key: label}` mapping such as voximplant.line.get's `{LINE_ID: name}`.
+        let rows = match &from.result {
+            Some(path) => path.first(result).cloned().unwrap_or(Json::Null),
+            None => result.clone(),
+        };
+        return Ok(match rows {
+            Json::Object(map) => map
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), text(v)?)))
+                .collect(),
+            _ => IndexMap::new(),
+        });
+    };
     let rows: Vec<&Json> = match &from.result {
         Some(path) => path
             .all(result)
@@ -162,7 +176,7 @@ async fn read_options(
     };
     Ok(rows
         .into_iter()
-        .filter_map(|row| Some((text(row.get(&from.key)?)?, text(row.get(&from.label)?)?)))
+        .filter_map(|row| Some((text(row.get(key)?)?, text(row.get(label)?)?)))
         .collect())
 }
 
