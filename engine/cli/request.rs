@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 
 use crate::connectors::bitrix24::app::AppConfig;
 use crate::connectors::bitrix24::app::form;
-use crate::connectors::bitrix24::app::reply;
 use crate::connectors::bitrix24::app::request::BpRequest;
+use crate::connectors::bitrix24::app::{reply, take_renewed_tokens};
 use crate::secrets;
 
 /// The request in `path`: JSON when it reads as a JSON object, else a form body with PHP
@@ -49,7 +49,10 @@ pub async fn answer(input: &Json, answer: Option<&Json>, dry_run: bool) -> Resul
         return Ok(());
     }
     let app = AppConfig::from_env()?;
-    reply::deliver(&app, request.tokens.clone(), &request.event_token, answer)
+    // A run that renewed the user's token spent the request's refresh token: reply with the
+    // renewed pair.
+    let tokens = take_renewed_tokens(&request.event_key()).unwrap_or(request.tokens.clone());
+    reply::deliver(&app, tokens, &request.event_token, answer)
         .await
         .map(|_| eprintln!("reply sent (bizproc.event.send)"))
         .map_err(|e| secrets::redact(&format!("the reply could not be sent: {e}")))

@@ -173,6 +173,48 @@ fn update_deal_changes_the_given_fields_and_replaces_contacts() {
 }
 
 #[test]
+fn an_expired_user_token_is_renewed_once_and_the_reply_goes_with_the_new_one() {
+    let emu = b24(Portal::demo());
+    let wf = Workflow::new("b24etl_update_deal", "DEAL_96000")
+        .with_properties(json!({"deal_id": "96000", "title": "После продления"}));
+    let request = emu.prepare_workflow(&wf);
+    assert!(emu.expire_access_token(request.get("auth[access_token]").unwrap()));
+    let s = Scratch::new();
+    let body = s.write("request.txt", &request.body());
+    let mut cmd = etl();
+    app_env(&mut cmd, &emu)
+        .arg("run")
+        .arg(action("update_deal.yaml"))
+        .arg("--request")
+        .arg(&body)
+        .arg("--state")
+        .arg(s.state())
+        .arg("--no-progress");
+    let out = run(&mut cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // One renewal with the request's refresh token; the update and the reply use the new pair
+    // (the old refresh token is spent, the old access token expired).
+    assert_eq!(emu.token_refreshes(), 1);
+    assert_eq!(deal(&emu, 96000)["TITLE"], "После продления");
+    let sends = emu.event_sends_for(&request.event_token);
+    assert_eq!(sends.len(), 1, "{}", stderr(&out));
+    assert_eq!(sends[0].return_values["result"], json!("true"));
+    for key in ["auth[access_token]", "auth[refresh_token]", "event_token"] {
+        let secret = request.get(key).unwrap();
+        assert!(
+            !stdout(&out).contains(secret) && !stderr(&out).contains(secret),
+            "{key}"
+        );
+    }
+}
+
+#[test]
 fn update_deal_moves_the_pipeline_through_crm_item_update_first() {
     let emu = b24(Portal::demo());
     let a = answer(

@@ -4,16 +4,18 @@
 //!
 //! The emulated portal behaves like a standard cloud plan (burst 50, drain 2/s) with 20 ms
 //! latency per request. For 1, 8 and 50 workflows in flight at once, each workflow renames a
-//! deal (the test action, one `crm.deal.update` in a batch) and waits for its
+//! deal with the shipped action `pipelines/bp/update_deal.yaml` (`crm.deal.update`) and waits
+//! for its
 //! `bizproc.event.send`: the time from sending the handler request to the reply arriving at the
 //! portal (median, p99), the portal requests per reply, and serve's peak memory (VmHWM).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use emulators::bitrix24::{Emulator, EmulatorConfig};
+use emulators::bitrix24::{Emulator, EmulatorConfig, Workflow};
+use serde_json::json;
 
-use crate::bp_serve::{BpServe, CODE, action_dir, portal_with_deals, rename, serve_bp};
+use crate::bp_serve::{BpServe, portal_with_deals, serve_bp};
 use crate::harness::*;
 
 fn portal_config() -> EmulatorConfig {
@@ -54,7 +56,7 @@ fn drive(emu: &Emulator, server: &BpServe, workflows: u64, in_flight: u64) -> Ve
                         *n += 1;
                         *n - 1
                     };
-                    let request = emu.prepare_workflow(&rename(deal, &format!("Bench {deal}")));
+                    let request = emu.prepare_workflow(&rename(deal));
                     let start = Instant::now();
                     let status = emulators::bitrix24::workflow::post_form(
                         &server.url(CODE),
@@ -73,6 +75,21 @@ fn drive(emu: &Emulator, server: &BpServe, workflows: u64, in_flight: u64) -> Ve
         }
     });
     latencies.into_inner().unwrap()
+}
+
+const CODE: &str = "b24etl_update_deal";
+
+/// The shipped «Изменение Сделки» renaming `deal`.
+fn rename(deal: u64) -> Workflow {
+    Workflow::new(CODE, &format!("DEAL_{deal}"))
+        .with_properties(json!({"deal_id": deal.to_string(), "title": format!("Bench {deal}")}))
+}
+
+/// A directory with the shipped update_deal.yaml in `bp/`.
+fn action_dir(s: &Scratch) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("pipelines/bp/update_deal.yaml")).unwrap();
+    s.write("pipelines/bp/update_deal.yaml", &text);
+    s.path("pipelines")
 }
 
 #[test]
