@@ -35,6 +35,47 @@ pub struct Table {
     col_index: HashMap<String, usize>,
     rows: BTreeMap<u64, Box<[Cell]>>,
     next_id: u64,
+    /// Matches of recent counted queries (see `filter::page`); emptied by every change.
+    pub(crate) matches: MatchCache,
+}
+
+/// The full, ordered list of matching IDs of the last few list queries. A batch of offset
+/// probes asks the same query at many offsets: each would count every match again. A speed
+/// fix only: a cached list is exactly what a fresh scan would give, since any change of the
+/// table (every `&mut self` method) empties it.
+#[derive(Default, Debug)]
+pub(crate) struct MatchCache(std::sync::Mutex<Vec<(String, std::sync::Arc<Vec<u64>>)>>);
+
+impl Clone for MatchCache {
+    fn clone(&self) -> MatchCache {
+        MatchCache::default()
+    }
+}
+
+impl MatchCache {
+    const ENTRIES: usize = 4;
+
+    /// The IDs for `key`, computed by `scan` when not cached.
+    pub(crate) fn get_or(
+        &self,
+        key: String,
+        scan: impl FnOnce() -> Vec<u64>,
+    ) -> std::sync::Arc<Vec<u64>> {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ids)) = entries.iter().find(|(k, _)| *k == key) {
+            return ids.clone();
+        }
+        let ids = std::sync::Arc::new(scan());
+        if entries.len() == Self::ENTRIES {
+            entries.remove(0);
+        }
+        entries.push((key, ids.clone()));
+        ids
+    }
+
+    fn clear(&mut self) {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// ID as stored in rows and parameters ("42" or 42) -> number.
@@ -56,6 +97,7 @@ impl Table {
             col_index: HashMap::new(),
             rows: BTreeMap::new(),
             next_id: 1,
+            matches: MatchCache::default(),
         };
         for def in schema {
             t.add_field(def);
@@ -65,6 +107,7 @@ impl Table {
 
     /// Declare a field (e.g. a custom `UF_CRM_*`); existing rows simply lack a value.
     pub fn add_field(&mut self, def: FieldDef) {
+        self.matches.clear();
         let kind = def.kind();
         let idx = self.ensure_col(&def.name);
         self.kinds[idx] = kind;
@@ -103,6 +146,7 @@ impl Table {
         if let Some(&i) = self.col_index.get(name) {
             return i;
         }
+        self.matches.clear();
         let i = self.columns.len();
         self.columns.push(name.to_string());
         self.kinds.push(schema::guess_kind(name));
@@ -139,6 +183,7 @@ impl Table {
     /// Insert or replace a row. `ID` (string or number) picks the key, else the next free ID is
     /// used; the stored `ID` is always a string. Returns the ID.
     pub fn insert(&mut self, mut row: Row) -> u64 {
+        self.matches.clear();
         let id = row.get("ID").and_then(id_of).unwrap_or(self.next_id);
         row.insert("ID".into(), Value::String(id.to_string()));
         let mut vals: Vec<Cell> = Vec::with_capacity(self.columns.len().max(row.len()));
@@ -157,6 +202,7 @@ impl Table {
     /// Fast path for generators: store a row already laid out against `columns()`
     /// (see [`Table::ensure_col`]); `vals[ID column]` must hold the string ID.
     pub(crate) fn insert_raw(&mut self, id: u64, vals: Vec<Cell>) {
+        self.matches.clear();
         self.rows.insert(id, vals.into_boxed_slice());
         self.next_id = self.next_id.max(id + 1);
     }
@@ -180,6 +226,7 @@ impl Table {
 
     /// Set (or with `None`, unset) one field. False if the row does not exist.
     pub fn set(&mut self, id: u64, field: &str, value: Option<Value>) -> bool {
+        self.matches.clear();
         if !self.rows.contains_key(&id) {
             return false;
         }
@@ -195,6 +242,7 @@ impl Table {
     }
 
     pub fn remove(&mut self, id: u64) -> bool {
+        self.matches.clear();
         self.rows.remove(&id).is_some()
     }
 }

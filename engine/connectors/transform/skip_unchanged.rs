@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::Value as Json;
+use serde::ser::SerializeMap as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
 
 use crate::config::{BuildCtx, component::StepConfig};
 use crate::expr::Template;
@@ -46,16 +47,41 @@ struct SkipUnchanged {
 
 impl SkipUnchanged {
     fn hash(&self, item: &Item, ctx: &RunCtx) -> String {
+        let Json::Object(map) = item.record.source.as_ref() else {
+            return state::fingerprint(&item.record.source);
+        };
         let scope = ctx.scope(item);
-        let mut data = item.record.source.as_ref().clone();
-        if let Json::Object(map) = &mut data {
-            for t in &self.ignore {
-                if let Ok(field) = t.render(&scope) {
-                    map.shift_remove(&field);
-                }
-            }
+        let ignored: Vec<String> = self
+            .ignore
+            .iter()
+            .filter_map(|t| t.render(&scope).ok())
+            .collect();
+        fingerprint_without(map, &ignored)
+    }
+}
+
+/// `state::fingerprint` of `map` without the `ignored` keys, without copying the record: the
+/// same text is hashed (the kept entries in order, as `Json::to_string` writes an object), so
+/// the fingerprints stored by earlier versions still match.
+fn fingerprint_without(map: &Map<String, Json>, ignored: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_vec(&Without { map, ignored }).expect("JSON values serialise");
+    hex::encode(&Sha256::digest(&text)[..16])
+}
+
+struct Without<'a> {
+    map: &'a Map<String, Json>,
+    ignored: &'a [String],
+}
+
+impl Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let kept = || self.map.iter().filter(|(k, _)| !self.ignored.contains(k));
+        let mut out = serializer.serialize_map(Some(kept().count()))?;
+        for (k, v) in kept() {
+            out.serialize_entry(k, v)?;
         }
-        state::fingerprint(&data)
+        out.end()
     }
 }
 
@@ -84,5 +110,36 @@ impl Step for SkipUnchanged {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_is_the_one_of_the_record_without_the_ignored_fields() {
+        let record = serde_json::json!({
+            "ID": "7", "NAME": "Анна \"Ю\"", "DATE_MODIFY": "2024-01-01T00:00:00+03:00",
+            "PHONE": [{"VALUE": "+7 900", "VALUE_TYPE": "WORK"}], "UF_CRM_SYNC_STATUS": null,
+            "EMPTY": {}, "N": 1.5
+        });
+        let Json::Object(map) = &record else {
+            unreachable!()
+        };
+        let ignored = vec!["DATE_MODIFY".to_string(), "UF_CRM_SYNC_STATUS".to_string()];
+        let mut without = record.clone();
+        for k in &ignored {
+            without.as_object_mut().unwrap().shift_remove(k);
+        }
+        assert_eq!(
+            fingerprint_without(map, &ignored),
+            state::fingerprint(&without)
+        );
+        let everything = serde_json::json!({"DATE_MODIFY": "x"});
+        assert_eq!(
+            fingerprint_without(everything.as_object().unwrap(), &ignored),
+            state::fingerprint(&serde_json::json!({}))
+        );
     }
 }

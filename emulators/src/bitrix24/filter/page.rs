@@ -161,6 +161,20 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
         };
         return page(ids, table.len(), count, skip);
     }
+    if count {
+        // A COUNT goes through every match: offset probes of one batch share the scan.
+        let ids = table.matches.get_or(cache_key(filter, &known), || {
+            let range = table.raw_range((lo, hi));
+            let matching = |(id, raw): (&u64, &Box<[Cell]>)| filter.matches(raw).then_some(*id);
+            if desc {
+                range.rev().filter_map(matching).collect()
+            } else {
+                range.filter_map(matching).collect()
+            }
+        });
+        let page_ids = ids.iter().skip(skip).take(PAGE).copied().collect();
+        return page(page_ids, ids.len(), count, skip);
+    }
     let range = table.raw_range((lo, hi));
     let iter: Box<dyn Iterator<Item = (&u64, &Box<[Cell]>)>> = if desc {
         Box::new(range.rev())
@@ -206,6 +220,26 @@ fn sorted_page(
     count: bool,
     skip: usize,
 ) -> Page {
+    let ids = table.matches.get_or(cache_key(filter, known), || {
+        sorted_matches(table, filter, range, known)
+    });
+    let page_ids = ids.iter().skip(skip).take(PAGE).copied().collect();
+    page(page_ids, ids.len(), count, skip)
+}
+
+/// What identifies a query's ordered matches: the compiled filter (its ID range included) and
+/// the order's columns and directions.
+fn cache_key(filter: &Filter, known: &[(usize, bool)]) -> String {
+    format!("{filter:?} {known:?}")
+}
+
+/// Every match, in the order's sequence (then ID ascending).
+fn sorted_matches(
+    table: &Table,
+    filter: &Filter,
+    range: (Bound<u64>, Bound<u64>),
+    known: &[(usize, bool)],
+) -> Vec<u64> {
     let mut rows: Vec<(Vec<SortKey>, u64)> = table
         .raw_range(range)
         .filter(|(_, raw)| filter.matches(raw))
@@ -232,12 +266,5 @@ fn sorted_page(
         }
         a.1.cmp(&b.1)
     });
-    let matched = rows.len();
-    let ids = rows
-        .into_iter()
-        .skip(skip)
-        .take(PAGE)
-        .map(|(_, id)| id)
-        .collect();
-    page(ids, matched, count, skip)
+    rows.into_iter().map(|(_, id)| id).collect()
 }

@@ -143,3 +143,26 @@ fn select_masks() {
         json!({"ID": "7", "POST": null, "PHONE": [{"VALUE": "+7 926 000", "ID": "1000", "VALUE_TYPE": "WORK", "TYPE_ID": "PHONE"}]})
     );
 }
+
+#[test]
+fn counted_pages_of_one_query_share_a_scan_that_any_change_forgets() {
+    let mut p = portal();
+    let even = || json!({"LAST_NAME": "Even", ">ID": 10});
+    let pg = ids(&p, even(), json!({"ID": "ASC"}), 0);
+    assert_eq!((pg.ids[0], pg.total, pg.next), (12, Some(55), Some(50)));
+    // Another offset of the same query: the cached matches, cut at the offset.
+    let pg = ids(&p, even(), json!({"ID": "ASC"}), 50);
+    assert_eq!(
+        (pg.ids.clone(), pg.total, pg.next),
+        (vec![112, 114, 116, 118, 120], Some(55), None)
+    );
+    let sorted = || ids(&p, even(), json!({"DATE_MODIFY": "DESC"}), 1);
+    assert_eq!((sorted().ids[0], sorted().total), (118, Some(55)));
+    // A change of the table: the next scan sees it.
+    assert!(p.set_field("contact", 12, "LAST_NAME", json!("odd")));
+    let pg = ids(&p, even(), json!({"ID": "ASC"}), 0);
+    assert_eq!((pg.ids[0], pg.total), (14, Some(54)));
+    assert!(p.set_field("contact", 120, "LAST_NAME", json!("odd")));
+    let pg = ids(&p, even(), json!({"DATE_MODIFY": "DESC"}), 0);
+    assert_eq!((pg.ids[0], pg.total), (118, Some(53)));
+}

@@ -261,6 +261,24 @@ impl ListSource {
         }
     }
 
+    /// The rows of one command of a chained batch, taken out of the answer (rows are moved,
+    /// not copied: a full read handles every row of the portal once); `None` as for `page`.
+    fn take_page(&self, result: &mut BatchResult, key: &str) -> Result<Option<Vec<Json>>, Fatal> {
+        if self.page(result, key)?.is_none() {
+            return Ok(None);
+        }
+        let page = result.results.remove(key).unwrap_or(Json::Null);
+        let list = match (&self.cfg.items, page) {
+            (Some(items), Json::Object(mut map)) => map.remove(items.as_str()).unwrap_or_default(),
+            (Some(_), _) => Json::Null,
+            (None, page) => page,
+        };
+        Ok(Some(match list {
+            Json::Array(rows) => rows,
+            _ => Vec::new(),
+        }))
+    }
+
     async fn fetch_offset(&mut self) -> Result<(), Fatal> {
         let mut order_params = Map::new();
         for (k, v) in &self.cfg.order {

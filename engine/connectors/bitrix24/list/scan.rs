@@ -99,17 +99,16 @@ impl ListSource {
         let (mut rows, mut after) = (Vec::new(), after);
         loop {
             let commands = self.chain("p", PAGE, extra, &after, upto.as_deref());
-            let result = self
+            let mut result = self
                 .client
                 .batch(&commands, true, Kind::Read)
                 .await
                 .map_err(unavailable)?;
             for (key, _, _) in &commands {
                 // Refused for now (operating time): the next request continues from here.
-                let Some(page) = self.page(&result, key)? else {
+                let Some(page) = self.take_page(&mut result, key)? else {
                     break;
                 };
-                let page: Vec<Json> = self.rows(page).into_iter().cloned().collect();
                 let short = page.len() < PAGE;
                 if let Some(last) = page.last() {
                     after = self.id_of(last);
@@ -170,7 +169,7 @@ impl ListSource {
         let chain_pages = CHAIN_PAGES + usize::from(window.is_none());
         commands.extend(self.chain("c", chain_pages, extra, after, None));
         // halt=1: the probes come first and never fail; the chain stops at its first error.
-        let result = self
+        let mut result = self
             .client
             .batch(&commands, true, Kind::Read)
             .await
@@ -190,10 +189,9 @@ impl ListSource {
             return Ok(round);
         }
         for j in 0..chain_pages {
-            let Some(page) = self.page(&result, &format!("c{j}"))? else {
+            let Some(page) = self.take_page(&mut result, &format!("c{j}"))? else {
                 return Ok(round); // refused for now: the next round continues from here
             };
-            let page: Vec<Json> = self.rows(page).into_iter().cloned().collect();
             let short = page.len() < PAGE;
             if let Some(last) = page.last() {
                 round.last_id = self.id_of(last);
