@@ -11,21 +11,22 @@
 //!   and reads. A write whose outcome is unknown is reported as such, never blindly repeated.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use serde_json::{Map, Value as Json, json};
 
-use super::app::AppConfig;
-use super::app::request::UserTokens;
+mod auth;
+
 use super::clock::PortalClock;
 use super::encode::build_query;
 use crate::connectors::http::client::{backoff, client, describe};
 use crate::runtime::error::ConnectorError;
 use crate::runtime::metrics;
 use crate::secrets;
+use auth::portal_bucket;
+pub use auth::{AppAuth, Auth};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -41,32 +42,6 @@ pub struct ClientConfig {
     /// Per-method operating-time budget over 10 minutes, in seconds.
     pub operating_limit: f64,
     pub auth: Auth,
-}
-
-/// Whose calls these are.
-#[derive(Clone, Debug)]
-pub enum Auth {
-    /// The incoming webhook's user (its code is in the URL).
-    Webhook,
-    /// An installed application: calls carry `auth=<access token>` of the user of the request
-    /// being answered ([`Client::use_tokens`]).
-    App(Arc<AppAuth>),
-}
-
-impl Auth {
-    pub fn app(app: AppConfig) -> Auth {
-        Auth::App(Arc::new(AppAuth {
-            app,
-            tokens: Mutex::new(None),
-        }))
-    }
-}
-
-/// The application and the tokens its calls use now.
-#[derive(Debug)]
-pub struct AppAuth {
-    pub app: AppConfig,
-    tokens: Mutex<Option<UserTokens>>,
 }
 
 /// Read or write: decides what may be retried.
@@ -181,67 +156,6 @@ impl Client {
 
     fn base(&self) -> String {
         self.base.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// As an application: the tokens of the user whose request is being answered.
-    pub fn use_tokens(&self, tokens: UserTokens) {
-        if let Auth::App(auth) = &self.cfg.auth {
-            *auth.tokens.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokens);
-        }
-    }
-
-    /// As an application: the tokens in use now (renewed ones, after an expiry).
-    pub fn tokens(&self) -> Option<UserTokens> {
-        match &self.cfg.auth {
-            Auth::App(auth) => auth
-                .tokens
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            Auth::Webhook => None,
-        }
-    }
-
-    /// The application this client calls as, if it is one.
-    pub fn app(&self) -> Option<&AppConfig> {
-        match &self.cfg.auth {
-            Auth::App(auth) => Some(&auth.app),
-            Auth::Webhook => None,
-        }
-    }
-
-    /// The body of a call: the parameters, and as an application the user's access token.
-    fn body(&self, params: &Json) -> Result<Json, B24Error> {
-        let Auth::App(_) = &self.cfg.auth else {
-            return Ok(params.clone());
-        };
-        let Some(tokens) = self.tokens() else {
-            return Err(B24Error::Unavailable(
-                "no user token: Bitrix24 calls as the application need the request being answered"
-                    .into(),
-            ));
-        };
-        let mut body = match params {
-            Json::Object(map) => map.clone(),
-            _ => Map::new(),
-        };
-        body.insert("auth".into(), Json::String(tokens.access_token));
-        Ok(Json::Object(body))
-    }
-
-    /// Renew the user's access token once (the first expiry of a call).
-    async fn renew(&self, method: &str) -> Result<(), B24Error> {
-        let (Auth::App(auth), Some(tokens)) = (&self.cfg.auth, self.tokens()) else {
-            return Err(B24Error::Unavailable(format!(
-                "{method}: the access token has expired"
-            )));
-        };
-        tracing::info!(method, "the user's access token has expired; renewing it");
-        let renewed = super::app::oauth::refresh(&auth.app, &tokens.refresh_token)
-            .await
-            .map_err(|e| B24Error::Unavailable(format!("renewing the access token: {e}")))?;
-        self.use_tokens(renewed);
-        Ok(())
     }
 
     /// Call one method. `params` use lowercase names (`id`, `fields`, `filter`, ...).
@@ -651,30 +565,4 @@ fn snippet(text: &str) -> String {
         .take(120)
         .collect::<String>()
         .replace('\n', " ")
-}
-
-/// The leaky bucket of the portal at `url`, shared by every client of this process that calls
-/// it with the same limits: `etl serve` answers many requests at once, each with its own client.
-fn portal_bucket(url: &url::Url, cfg: &ClientConfig) -> Arc<DefaultDirectRateLimiter> {
-    type Buckets = Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>;
-    static BUCKETS: LazyLock<Buckets> = LazyLock::new(Default::default);
-    let key = format!(
-        "{}|{}|{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or_default(),
-        cfg.burst,
-    ) + &format!("|{}", cfg.drain_per_second);
-    let mut buckets = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
-    buckets
-        .entry(key)
-        .or_insert_with(|| {
-            // A little under the portal's own bucket: clocks and latencies differ between us and it.
-            let burst = cfg.burst.saturating_sub(2).max(1);
-            let period = Duration::from_secs_f64(1.02 / cfg.drain_per_second.max(0.01));
-            let quota = Quota::with_period(period)
-                .expect("positive period")
-                .allow_burst(NonZeroU32::new(burst).expect("burst > 0"));
-            Arc::new(RateLimiter::direct(quota))
-        })
-        .clone()
 }
