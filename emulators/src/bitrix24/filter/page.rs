@@ -165,6 +165,7 @@ pub fn run_list(table: &Table, filter: &Filter, order: &[(String, bool)], start:
         // A COUNT goes through every match: offset probes of one batch share the scan.
         let ids = table.matches.get_or(cache_key(filter, &known), || {
             let range = table.raw_range((lo, hi));
+            #[allow(clippy::borrowed_box)] // the table's iterator yields `&Box<[Cell]>`
             let matching = |(id, raw): (&u64, &Box<[Cell]>)| filter.matches(raw).then_some(*id);
             if desc {
                 range.rev().filter_map(matching).collect()
