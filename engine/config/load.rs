@@ -10,12 +10,12 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::component::{self, BuildCtx, Connections, Registry};
-use super::overrides::{EnvMode, apply_set, resolve_env};
+use super::overrides::{self, EnvMode, apply_set, resolve_env};
 use crate::expr;
 use crate::runtime::{Labeled, Pipeline};
 use crate::secrets;
 use crate::syntax::de::{RawNode, from_node};
-use crate::syntax::diag::{Diagnostic, unknown_message};
+use crate::syntax::diag::Diagnostic;
 use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span};
 use crate::syntax::read::read_source;
 use crate::syntax::session::Session;
@@ -202,7 +202,7 @@ fn compile(
             return (None, diagnostics);
         }
     };
-    let declared = declared_settings(&root);
+    let declared = overrides::declared_settings(&root);
     let mut diagnostics = Vec::new();
     for (key, value) in &opts.sets {
         if let Err(d) = apply_set(&mut root, key, value) {
@@ -233,10 +233,10 @@ fn compile(
     let session = Session::open();
     // Templates may use what the file declares and what `--set` gives a value.
     let mut usable = declared.clone();
-    usable.extend(set_setting_names(&opts.sets));
+    usable.extend(overrides::set_setting_names(&opts.sets));
     session.declare_settings(usable);
     let result = build_pipeline(&root, file, registry, &session, &mut diagnostics);
-    check_set_settings(&root, text, file, &opts.sets, &declared, &mut diagnostics);
+    overrides::check_set_settings(&root, text, file, &opts.sets, &declared, &mut diagnostics);
     diagnostics.extend(session.close());
     // One mistake, one error: what only follows from a value the environment did not fill (or
     // from a connection that failed) is left out, and the missing value is reported instead.
@@ -246,82 +246,6 @@ fn compile(
     diagnostics.sort_by_key(|d| (d.span.start.line, d.span.start.col));
     diagnostics.dedup_by(|a, b| a.span == b.span && a.message == b.message);
     (result, diagnostics)
-}
-
-/// The names under `settings:` as written in the file (before `--set`).
-fn declared_settings(root: &Node) -> Vec<String> {
-    root.get("settings")
-        .and_then(Node::as_map)
-        .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
-        .unwrap_or_default()
-}
-
-/// `--set settings.x=...` must name a setting the file declares or mentions somewhere
-/// (`settings.x is defined` in a template, `days_ago(settings.x)` in a table expression): a
-/// misspelt override would otherwise be ignored and the run go on with the value it meant to
-/// change. Reported at the file's `settings:` (at 1:1 when it has none).
-fn check_set_settings(
-    root: &Node,
-    text: &str,
-    file: &str,
-    sets: &[(String, String)],
-    declared: &[String],
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    for name in set_setting_names(sets) {
-        if declared.contains(&name) || mentions_setting(text, &name) {
-            continue;
-        }
-        let known: Vec<&str> = declared.iter().map(String::as_str).collect();
-        let problem = if known.is_empty() {
-            format!("unknown setting `{name}`: the pipeline declares no `settings:`")
-        } else {
-            unknown_message("setting", &name, &known)
-        };
-        let key = sets
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .find(|k| set_setting_name(k) == Some(name.as_str()))
-            .unwrap_or_default();
-        let message = format!("--set {key}: {problem}");
-        diagnostics.push(match root.key("settings") {
-            Some(at) if at.span.start.line > 0 => Diagnostic::at(at, message),
-            _ => Diagnostic::at_pos(&Arc::from(file), Pos { line: 1, col: 1 }, 1, message),
-        });
-    }
-}
-
-/// `settings.a.b` -> `a`.
-fn set_setting_name(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("settings.")?;
-    rest.split('.').next()
-}
-
-/// The top-level settings `--set` gives values to.
-fn set_setting_names(sets: &[(String, String)]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for (key, _) in sets {
-        if let Some(name) = set_setting_name(key)
-            && !names.iter().any(|n| n == name)
-        {
-            names.push(name.to_string());
-        }
-    }
-    names
-}
-
-/// Whether the file's text uses `settings.<name>` (or `settings['<name>']`) anywhere.
-fn mentions_setting(text: &str, name: &str) -> bool {
-    let ident = |c: char| c.is_alphanumeric() || c == '_';
-    let dotted = format!("settings.{name}");
-    let dotted_use = text.match_indices(&dotted).any(|(at, _)| {
-        let before_ok = !text[..at].chars().next_back().is_some_and(ident);
-        let after_ok = !text[at + dotted.len()..].chars().next().is_some_and(ident);
-        before_ok && after_ok
-    });
-    dotted_use
-        || text.contains(&format!("settings['{name}']"))
-        || text.contains(&format!("settings[\"{name}\"]"))
 }
 
 /// Where the scalars are whose value the environment did not fill.
@@ -575,12 +499,17 @@ mod tests {
     }
 
     #[test]
+    fn nested_sources_are_built_from_the_registry_given() {
+        let yaml = "name: t\nconnections:\n  main: {type: conn}\nsource:\n  type: reader\n  connection: main\n  inner: {type: reader, connection: nope}\n";
+        let errors = load_yaml(yaml).err().unwrap();
+        assert_eq!(
+            errors.diagnostics[0].headline(),
+            "p.yaml:7:37: unknown connection `nope`; expected one of: main"
+        );
+    }
+
+    #[test]
     fn set_overrides_must_name_a_setting_the_file_declares_or_uses() {
-        let text = "settings: {a: 1}\n# --set settings.c=1\nx: \"{{ settings.b is defined }}\"\n";
-        assert!(mentions_setting(text, "b"));
-        assert!(mentions_setting(text, "c"));
-        assert!(!mentions_setting(text, "d"));
-        assert!(!mentions_setting("{{ settings.bb }}", "b"));
         let yaml = "name: t\nsettings:\n  window: 3\nconnections:\n  main: {type: conn}\nsource: {type: reader, connection: main}\n";
         let opts = LoadOptions {
             sets: vec![("settings.widow".into(), "4".into())],
@@ -590,16 +519,6 @@ mod tests {
         assert_eq!(
             errors.diagnostics[0].headline(),
             "p.yaml:2:1: --set settings.widow: unknown setting `widow` (did you mean `window`?)"
-        );
-    }
-
-    #[test]
-    fn nested_sources_are_built_from_the_registry_given() {
-        let yaml = "name: t\nconnections:\n  main: {type: conn}\nsource:\n  type: reader\n  connection: main\n  inner: {type: reader, connection: nope}\n";
-        let errors = load_yaml(yaml).err().unwrap();
-        assert_eq!(
-            errors.diagnostics[0].headline(),
-            "p.yaml:7:37: unknown connection `nope`; expected one of: main"
         );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::secrets;
-use crate::syntax::diag::Diagnostic;
+use crate::syntax::diag::{Diagnostic, unknown_message};
 use crate::syntax::node::{self, Filled, Kind, Node, Pos, Span, Style};
 
 /// `settings.department_ids=[2, 3]`: the value is YAML, placed at the dotted path.
@@ -220,6 +220,82 @@ fn resolve_reference(
     Ok(Some(value))
 }
 
+/// The names under `settings:` as written in the file (before `--set`).
+pub fn declared_settings(root: &Node) -> Vec<String> {
+    root.get("settings")
+        .and_then(Node::as_map)
+        .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
+        .unwrap_or_default()
+}
+
+/// `--set settings.x=...` must name a setting the file declares or mentions somewhere
+/// (`settings.x is defined` in a template, `days_ago(settings.x)` in a table expression): a
+/// misspelt override would otherwise be ignored and the run go on with the value it meant to
+/// change. Reported at the file's `settings:` (at 1:1 when it has none).
+pub fn check_set_settings(
+    root: &Node,
+    text: &str,
+    file: &str,
+    sets: &[(String, String)],
+    declared: &[String],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for name in set_setting_names(sets) {
+        if declared.contains(&name) || mentions_setting(text, &name) {
+            continue;
+        }
+        let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+        let problem = if known.is_empty() {
+            format!("unknown setting `{name}`: the pipeline declares no `settings:`")
+        } else {
+            unknown_message("setting", &name, &known)
+        };
+        let key = sets
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .find(|k| set_setting_name(k) == Some(name.as_str()))
+            .unwrap_or_default();
+        let message = format!("--set {key}: {problem}");
+        diagnostics.push(match root.key("settings") {
+            Some(at) if at.span.start.line > 0 => Diagnostic::at(at, message),
+            _ => Diagnostic::at_pos(&Arc::from(file), Pos { line: 1, col: 1 }, 1, message),
+        });
+    }
+}
+
+/// `settings.a.b` -> `a`.
+fn set_setting_name(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("settings.")?;
+    rest.split('.').next()
+}
+
+/// The top-level settings `--set` gives values to.
+pub fn set_setting_names(sets: &[(String, String)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (key, _) in sets {
+        if let Some(name) = set_setting_name(key)
+            && !names.iter().any(|n| n == name)
+        {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// Whether the file's text uses `settings.<name>` (or `settings['<name>']`) anywhere.
+fn mentions_setting(text: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let dotted = format!("settings.{name}");
+    let dotted_use = text.match_indices(&dotted).any(|(at, _)| {
+        let before_ok = !text[..at].chars().next_back().is_some_and(ident);
+        let after_ok = !text[at + dotted.len()..].chars().next().is_some_and(ident);
+        before_ok && after_ok
+    });
+    dotted_use
+        || text.contains(&format!("settings['{name}']"))
+        || text.contains(&format!("settings[\"{name}\"]"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +349,14 @@ mod tests {
             root.get("settings").unwrap().to_json(),
             serde_json::json!({"ids": [2, 3], "new": "x"})
         );
+    }
+
+    #[test]
+    fn a_setting_is_mentioned_by_its_dotted_or_indexed_name() {
+        let text = "settings: {a: 1}\n# --set settings.c=1\nx: \"{{ settings.b is defined }}\"\n";
+        assert!(mentions_setting(text, "b"));
+        assert!(mentions_setting(text, "c"));
+        assert!(!mentions_setting(text, "d"));
+        assert!(!mentions_setting("{{ settings.bb }}", "b"));
     }
 }
