@@ -24,8 +24,17 @@ pub struct HttpRejection {
     pub message: String,
 }
 
-/// A reqwest client with our TLS provider (ring) installed once per process.
+/// A reqwest client with our TLS provider (ring) installed once per process. It follows no
+/// redirect: an API that moves is reported, not followed.
 pub fn client(timeout: Duration) -> reqwest::Client {
+    client_with_redirects(timeout, reqwest::redirect::Policy::none())
+}
+
+/// [`client`] with its own redirect policy (downloads, which storage links redirect).
+pub fn client_with_redirects(
+    timeout: Duration,
+    redirects: reqwest::redirect::Policy,
+) -> reqwest::Client {
     static TLS: Once = Once::new();
     TLS.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -34,7 +43,7 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("b24-etl/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(redirects)
         .build()
         .expect("HTTP client")
 }

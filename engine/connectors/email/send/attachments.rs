@@ -2,7 +2,7 @@
 //! whoever fills in the pipeline's inputs, so nothing but http(s) is fetched and a file that
 //! does not arrive whole is skipped and named, never sent half.
 
-use std::sync::Once;
+use crate::connectors::http::client::client_with_redirects;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -81,20 +81,10 @@ pub fn label(w: &Wanted) -> String {
         })
 }
 
+/// Download links (Bitrix24 Drive among them) redirect to the storage: a few hops only, and
+/// only to http(s).
 fn client(timeout: Duration) -> reqwest::Client {
-    static TLS: Once = Once::new();
-    TLS.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("b24-etl/", env!("CARGO_PKG_VERSION")))
-        // Download links (Bitrix24 Drive among them) redirect to the storage; a few hops only,
-        // and only to http(s).
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .build()
-        .expect("HTTP client")
+    client_with_redirects(timeout, reqwest::redirect::Policy::limited(5))
 }
 
 /// Download one attachment; the error is the reason it is skipped.
