@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::{Value as Json, json};
@@ -22,7 +21,7 @@ use crate::connectors;
 use crate::connectors::bitrix24::app::register::{self, Change};
 use crate::connectors::bitrix24::app::request::UserTokens;
 use crate::connectors::bitrix24::app::{AppConfig, Declaration, oauth};
-use crate::connectors::bitrix24::client::{Auth, Client, ClientConfig};
+use crate::connectors::bitrix24::client::Client;
 use crate::runtime::error::ConnectorError;
 use crate::secrets::{self, redact};
 use crate::state::{self, Store};
@@ -190,20 +189,6 @@ async fn admin_tokens(app: &AppConfig, store: Option<&Store>) -> Result<UserToke
     Ok(tokens)
 }
 
-fn app_client(app: &AppConfig, tokens: UserTokens) -> Result<Client, String> {
-    let client = Client::new(ClientConfig {
-        webhook_url: app.endpoint.clone(),
-        burst: 50,
-        drain_per_second: 2.0,
-        timeout: Duration::from_secs(30),
-        retries: 3,
-        operating_limit: 480.0,
-        auth: Auth::app(app.clone()),
-    })?;
-    client.use_tokens(tokens);
-    Ok(client)
-}
-
 async fn sync(args: &[PathBuf], opts: &SyncOptions) -> u8 {
     let declared = match declarations(args) {
         Ok(d) => d,
@@ -223,7 +208,7 @@ async fn sync(args: &[PathBuf], opts: &SyncOptions) -> u8 {
         .ok();
     let client = match admin_tokens(&app, store.as_ref())
         .await
-        .and_then(|t| app_client(&app, t))
+        .and_then(|t| Client::as_user(&app, t))
     {
         Ok(c) => c,
         Err(e) => {

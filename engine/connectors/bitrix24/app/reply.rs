@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 
 use super::AppConfig;
 use super::request::UserTokens;
-use crate::connectors::bitrix24::client::{Auth, B24Error, Client, ClientConfig, Kind};
+use crate::connectors::bitrix24::client::{B24Error, Client, Kind};
 
 /// The parameters of `bizproc.event.send` for `answer` (see the `bitrix24.bp_activity` source).
 pub fn event_send_params(event_token: &str, answer: &Json) -> Json {
@@ -38,19 +38,10 @@ pub async fn send(
     event_token: &str,
     answer: &Json,
 ) -> (UserTokens, Result<(), B24Error>) {
-    let client = match Client::new(ClientConfig {
-        webhook_url: app.endpoint.clone(),
-        burst: 50,
-        drain_per_second: 2.0,
-        timeout: std::time::Duration::from_secs(30),
-        retries: 3,
-        operating_limit: 480.0,
-        auth: Auth::app(app.clone()),
-    }) {
+    let client = match Client::as_user(app, tokens.clone()) {
         Ok(client) => client,
         Err(e) => return (tokens, Err(B24Error::Unavailable(e))),
     };
-    client.use_tokens(tokens.clone());
     // A repeated event is ignored by Bitrix24: safe to retry like a read.
     let sent = client
         .call(

@@ -40,6 +40,22 @@ pub struct AppAuth {
 }
 
 impl Client {
+    /// A client of `app` calling as the user of `tokens`, with a standard portal's limits:
+    /// for the one-off calls outside a pipeline (a reply, a registration).
+    pub fn as_user(app: &AppConfig, tokens: UserTokens) -> Result<Client, String> {
+        let client = Client::new(ClientConfig {
+            webhook_url: app.endpoint.clone(),
+            burst: 50,
+            drain_per_second: 2.0,
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            operating_limit: 480.0,
+            auth: Auth::app(app.clone()),
+        })?;
+        client.use_tokens(tokens);
+        Ok(client)
+    }
+
     /// As an application: the tokens of the user whose request is being answered.
     pub fn use_tokens(&self, tokens: UserTokens) {
         if let Auth::App(auth) = &self.cfg.auth {
