@@ -4,7 +4,6 @@
 //! --request FILE` answers it as the run-as user, and the portal records the one
 //! `bizproc.event.send`. E-mail goes to a real SMTP server (aiosmtpd with TLS and AUTH).
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Output;
@@ -556,48 +555,16 @@ fn assert_no_password(emu: &BackgroundEmulator, s: &Scratch, out: &Output) {
     }
 }
 
-/// A tiny HTTP server for attachments given by URL: `/files/<name>`, anything else 404.
-fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            let _ = reader.read_line(&mut request);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or_default();
-            let found = files
-                .iter()
-                .find(|(name, _)| path == format!("/files/{name}"));
-            let mut out = stream;
-            let _ = match found {
-                Some((_, body)) => out
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .and_then(|_| out.write_all(body)),
-                None => out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-            };
-        }
-    });
-    port
-}
-
 #[test]
 fn a_mail_over_implicit_tls_with_login_goes_to_to_cc_and_bcc_with_drive_and_url_attachments_and_names_what_it_skipped()
  {
     let s = Scratch::new();
     let (server, ca) = tls_server(&s, "smtps");
     let emu = b24(Portal::demo());
-    let files = file_server(vec![("price%20list.txt", b"URL file".to_vec())]);
+    let files = file_server(
+        "text/plain",
+        vec![("price%20list.txt", b"URL file".to_vec())],
+    );
     let wf = smtp_request(
         &server,
         "ssl",

@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -230,4 +231,42 @@ pub fn make_certs(dir: &Path) -> Certs {
         server_cert: p("server.pem"),
         server_key: p("server.key"),
     }
+}
+
+/// A tiny HTTP server for attachments given by URL: `/files/<name>` gives `files[name]` as
+/// `content_type`, anything else 404.
+pub fn file_server(content_type: &'static str, files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or_default();
+            let found = files
+                .iter()
+                .find(|(name, _)| path == format!("/files/{name}"));
+            let mut out = stream;
+            let _ = match found {
+                Some((_, body)) => out
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .and_then(|_| out.write_all(body)),
+                None => out.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            };
+        }
+    });
+    port
 }

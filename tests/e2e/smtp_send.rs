@@ -2,8 +2,6 @@
 //! plain, implicit TLS and STARTTLS with a login, a private CA trusted through `SSL_CERT_FILE`,
 //! To/Cc/Bcc, HTML, attachments fetched from a local HTTP server, refusals named in `skipped`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -172,43 +170,6 @@ fn walk(part: &ParsedMail, r: &mut Received) {
     }
 }
 
-/// A tiny HTTP server for attachments: `/files/<name>` gives `files[name]`, anything else 404.
-fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            let _ = reader.read_line(&mut request);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = request.split_whitespace().nth(1).unwrap_or_default();
-            let found = files
-                .iter()
-                .find(|(name, _)| path == format!("/files/{name}"));
-            let mut out = stream;
-            let _ = match found {
-                Some((_, body)) => out
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .and_then(|_| out.write_all(body)),
-                None => out.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
-            };
-        }
-    });
-    port
-}
-
 #[test]
 fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
     let s = Scratch::new();
@@ -220,10 +181,13 @@ fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
         },
     );
     let pdf: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-    let http = file_server(vec![
-        ("report.pdf", pdf.clone()),
-        ("big.bin", vec![7u8; 1024 * 1024 + 1]),
-    ]);
+    let http = file_server(
+        "application/pdf",
+        vec![
+            ("report.pdf", pdf.clone()),
+            ("big.bin", vec![7u8; 1024 * 1024 + 1]),
+        ],
+    );
     let files = format!("http://127.0.0.1:{http}/files");
     let p = pipeline(
         &s,
