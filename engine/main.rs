@@ -3,5 +3,17 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    without_huge_pages();
     std::process::exit(etl::cli::main());
+}
+
+/// mimalloc marks its arenas for transparent huge pages; each time it hands freed memory back
+/// and touches it again, the kernel zeroes a whole 2 MiB page. That was a third of the CPU time
+/// of a 100,000-record run (and 0.2 s of 3.4 s without it).
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }

@@ -44,6 +44,12 @@ pub struct EmulateArgs {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Bitrix24: generated contacts instead of the demo portal (benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub contacts: usize,
+    /// Bitrix24: generated deals, with product rows, linked to the generated contacts.
+    #[arg(long, default_value_t = 0)]
+    pub deals: usize,
 }
 
 pub async fn emulate(a: EmulateArgs) -> u8 {
@@ -58,6 +64,8 @@ pub async fn emulate(a: EmulateArgs) -> u8 {
         day_limit: a.day_limit,
         minute_window: Duration::from_secs_f64(a.minute_secs.max(0.1)),
         latency: Duration::from_millis(a.latency_ms),
+        contacts: a.contacts,
+        deals: a.deals,
     };
     let running = match sandbox::start(a.system, scale).await {
         Ok(r) => r,

@@ -48,8 +48,12 @@ pub struct Scale {
     pub minute_limit: u32,
     pub day_limit: u32,
     pub minute_window: Duration,
-    /// Latency added to every request of the orders and Data API emulators.
+    /// Latency added to every request of the orders and Data API emulators (and of Bitrix24's
+    /// when its data is generated).
     pub latency: Duration,
+    /// Generated Bitrix24 contacts (0: the demo portal) and won/other deals among them.
+    pub contacts: usize,
+    pub deals: usize,
 }
 
 impl Default for Scale {
@@ -66,6 +70,8 @@ impl Default for Scale {
             day_limit: data_api.day_limit,
             minute_window: data_api.minute_window,
             latency: Duration::ZERO,
+            contacts: 0,
+            deals: 0,
         }
     }
 }
@@ -93,7 +99,7 @@ const SYSTEMS: &[Row] = &[
     Row {
         system: System::Bitrix24,
         in_sandbox: true,
-        start: |_| Box::pin(bitrix24()),
+        start: |s| Box::pin(bitrix24(s)),
     },
     Row {
         system: System::Otmechalka,
@@ -140,8 +146,20 @@ fn var(name: &str, value: impl Into<String>) -> (String, String) {
     (name.to_string(), value.into())
 }
 
-async fn bitrix24() -> Result<Running, String> {
-    let emu = Emulator::start(EmulatorConfig::default(), Portal::demo())
+async fn bitrix24(scale: Scale) -> Result<Running, String> {
+    let (config, portal) = if scale.contacts == 0 {
+        (EmulatorConfig::default(), Portal::demo())
+    } else {
+        // The benchmarks' portal: generated contacts and deals, standard limits, latency.
+        let mut portal = Portal::bulk_contacts(scale.contacts);
+        portal.add_bulk_deals(scale.deals, scale.seed, true);
+        let config = EmulatorConfig {
+            latency: scale.latency,
+            ..EmulatorConfig::default()
+        };
+        (config, portal)
+    };
+    let emu = Emulator::start(config, portal)
         .await
         .map_err(|e| e.to_string())?;
     // The webhook for pipelines, and the installed application for business-process actions.

@@ -25,7 +25,7 @@ use super::pending::{self, Deferrable, Deferred, Prepared};
 use super::plan::{Labeled, Pipeline};
 use super::progress::Progress;
 use super::summary::{headline, log_summary, record_metrics, write_rendered_journal};
-use super::{Fatal, Item, Outcome, RunCtx, Write};
+use super::{Fatal, Item, Outcome, RunCtx, Write, parallel};
 use crate::secrets::redact;
 use crate::state::{self, Store};
 
@@ -455,9 +455,10 @@ async fn write_through(
     }
     if ctx.dry_run {
         let label = sink.dry_run_label().unwrap_or(&labeled.label);
+        let described = parallel::map(&fresh, |(w, _)| redact(&sink.describe(w)));
         let mut lines = String::new();
-        for (w, _) in &fresh {
-            let _ = writeln!(lines, "[dry-run] {label}: {}", redact(&sink.describe(w)));
+        for line in described {
+            let _ = writeln!(lines, "[dry-run] {label}: {line}");
         }
         // The batch's lines in one write: standard output is line-buffered, and a system call
         // per line was a good part of a 100,000-record dry run.
@@ -502,13 +503,17 @@ fn fresh_writes(
     let mut writes: Vec<Write> = Vec::with_capacity(selected.len());
     // Sinks that look at no template (a file sink writing the record) are spared the scope.
     let needs_scope = sink.uses_scope();
-    for &n in selected {
+    let view: &[Item] = items;
+    let prepared = parallel::map(selected, |&n| {
         let scope = if needs_scope {
-            ctx.scope(&items[n])
+            ctx.scope(&view[n])
         } else {
             Value::UNDEFINED
         };
-        match sink.prepare(&items[n], &scope) {
+        sink.prepare(&view[n], &scope)
+    });
+    for (&n, prepared) in selected.iter().zip(prepared) {
+        match prepared {
             Ok(Some(mut w)) => {
                 w.index = n;
                 items[n].writes += 1;
@@ -520,16 +525,13 @@ fn fresh_writes(
     }
     let scope = format!("sink:{}", labeled.label);
     let remember = ctx.state.is_some() && sink.skip_unchanged();
-    let hashes: Vec<String> = writes
-        .iter()
-        .map(|w| {
-            if remember {
-                state::fingerprint(&w.payload)
-            } else {
-                String::new()
-            }
-        })
-        .collect();
+    let hashes: Vec<String> = parallel::map(&writes, |w| {
+        if remember {
+            state::fingerprint(&w.payload)
+        } else {
+            String::new()
+        }
+    });
     let mut fresh: Vec<(Write, String)> = Vec::new();
     let known = match (&ctx.state, remember) {
         (Some(store), true) => {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod executor;
 pub mod journal;
 pub mod metrics;
+pub mod parallel;
 pub mod pending;
 pub mod plan;
 pub mod progress;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::config::{BuildCtx, component::StepConfig};
 use crate::expr::Template;
-use crate::runtime::{Fatal, Item, Outcome, RunCtx, Step};
+use crate::runtime::{Fatal, Item, Outcome, RunCtx, Step, parallel};
 
 /// Let a record through when `when` is true; otherwise end it as `otherwise` says.
 #[derive(Deserialize, JsonSchema)]
@@ -43,31 +43,33 @@ impl StepConfig for FilterConfig {
     }
 }
 
+impl FilterConfig {
+    /// Keeps the record, or skips, succeeds or fails it as `otherwise` says.
+    fn decide(&self, item: &mut Item, ctx: &RunCtx) {
+        let scope = ctx.scope(item);
+        let keep = match self.when.test(&scope) {
+            Ok(k) => k,
+            Err(e) => return item.fail(format!("filter: {e}")),
+        };
+        if keep {
+            return;
+        }
+        let reason = match &self.reason {
+            Some(t) => t.render(&scope).unwrap_or_else(|e| e),
+            None => format!("filtered out by `{}`", self.when.source()),
+        };
+        match self.otherwise {
+            Otherwise::Skip => item.skip(reason),
+            Otherwise::Succeed => item.outcome = Outcome::Ok,
+            Otherwise::Fail => item.fail(reason),
+        }
+    }
+}
+
 #[async_trait]
 impl Step for FilterConfig {
     async fn process(&self, items: &mut [Item], ctx: &RunCtx) -> Result<(), Fatal> {
-        for item in items.iter_mut().filter(|i| i.pending()) {
-            let scope = ctx.scope(item);
-            let keep = match self.when.test(&scope) {
-                Ok(k) => k,
-                Err(e) => {
-                    item.fail(format!("filter: {e}"));
-                    continue;
-                }
-            };
-            if keep {
-                continue;
-            }
-            let reason = match &self.reason {
-                Some(t) => t.render(&scope).unwrap_or_else(|e| e),
-                None => format!("filtered out by `{}`", self.when.source()),
-            };
-            match self.otherwise {
-                Otherwise::Skip => item.skip(reason),
-                Otherwise::Succeed => item.outcome = Outcome::Ok,
-                Otherwise::Fail => item.fail(reason),
-            }
-        }
+        parallel::for_each_pending(items, |item| self.decide(item, ctx));
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::config::{BuildCtx, component::StepConfig};
 use crate::expr::{JsonPath, Template};
-use crate::runtime::{Fatal, Item, RunCtx, Step};
+use crate::runtime::{Fatal, Item, RunCtx, Step, parallel};
 use crate::syntax::de::{capture_node, from_node};
 use crate::syntax::node::Kind;
 use crate::syntax::session;
@@ -166,17 +166,15 @@ impl MapStep {
 #[async_trait]
 impl Step for MapStep {
     async fn process(&self, items: &mut [Item], ctx: &RunCtx) -> Result<(), Fatal> {
-        for item in items.iter_mut().filter(|i| i.pending()) {
-            match self.map_one(item, ctx) {
-                Ok(data) => {
-                    if let Some(id) = &self.id {
-                        item.record.set_step_output(id, data.clone());
-                    }
-                    item.record.data = Arc::new(data);
+        parallel::for_each_pending(items, |item| match self.map_one(item, ctx) {
+            Ok(data) => {
+                if let Some(id) = &self.id {
+                    item.record.set_step_output(id, data.clone());
                 }
-                Err(reason) => item.fail(reason),
+                item.record.data = Arc::new(data);
             }
-        }
+            Err(reason) => item.fail(reason),
+        });
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json};
 use crate::config::{BuildCtx, component::StepConfig};
 use crate::expr::Template;
 use crate::runtime::executor::UNCHANGED;
-use crate::runtime::{Fatal, Item, RunCtx, Step};
+use crate::runtime::{Fatal, Item, RunCtx, Step, parallel};
 use crate::state;
 
 /// Skip records whose source data has not changed since they were last processed.
@@ -89,7 +89,7 @@ impl Serialize for Without<'_> {
 impl Step for SkipUnchanged {
     async fn process(&self, items: &mut [Item], ctx: &RunCtx) -> Result<(), Fatal> {
         let pending: Vec<usize> = (0..items.len()).filter(|&i| items[i].pending()).collect();
-        let hashes: Vec<String> = pending.iter().map(|&i| self.hash(&items[i], ctx)).collect();
+        let hashes: Vec<String> = parallel::map(&pending, |&i| self.hash(&items[i], ctx));
         let known = match &ctx.state {
             Some(store) => {
                 let keys: Vec<&str> = pending

@@ -29,6 +29,9 @@ mod incremental;
 mod scan;
 
 const PAGE: usize = 50;
+/// Records handed to the run at a time once read: the steps work on a batch's records on
+/// every core, and lookups pack a batch's calls 50 to a request.
+const DELIVERY: usize = 500;
 const COMMANDS: usize = 50;
 
 /// Read records from a Bitrix24 list method.
@@ -442,7 +445,7 @@ impl Source for ListSource {
         if self.buffer.is_empty() {
             return Ok(None);
         }
-        let n = self.buffer.len().min(PAGE);
+        let n = self.buffer.len().min(DELIVERY);
         Ok(Some(self.buffer.drain(..n).collect()))
     }
 }
