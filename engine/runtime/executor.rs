@@ -395,6 +395,7 @@ fn complete(
     }
     p.source.settle(ctx, Ok(&items));
     progress.advance(items.len() as u64, &journal.counts.to_string());
+    parallel::drop_elsewhere(items);
     Ok(())
 }
 
