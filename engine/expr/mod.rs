@@ -6,6 +6,7 @@ pub mod filter_table;
 pub mod filters;
 pub mod json_object;
 pub mod native;
+mod native_ops;
 pub mod path;
 pub mod template;
 pub mod tree;

@@ -19,6 +19,7 @@ use serde_json::Value as Json;
 use super::Scope;
 use super::filters::core;
 use super::json_object::{member, to_json};
+use super::native_ops::{self, Op};
 
 /// Why a native evaluation did not produce a value.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ pub enum Fail {
     Error(String),
 }
 
-type Res<T> = Result<T, Fail>;
+pub(super) type Res<T> = Result<T, Fail>;
 
 #[derive(Debug, Clone, Copy)]
 enum Root {
@@ -56,7 +57,7 @@ pub struct Lookup {
 
 /// A filter argument: a constant or a lookup.
 #[derive(Debug)]
-enum Arg {
+pub(super) enum Arg {
     Const(Json),
     Lookup(Lookup),
 }
@@ -83,13 +84,22 @@ enum Filter {
     /// `default(value, lax)`; `lax` (the second argument) also replaces falsy values.
     Default(Option<Arg>, bool),
     Join(String),
+    MapAttribute(String),
+    MatchRules(Vec<(String, Arg)>),
 }
 
-/// A lookup followed by filters: `source.X | f1 | f2(arg)`.
+/// A lookup (or a constant, or an operator) followed by filters: `source.X | f1 | f2(arg)`.
 #[derive(Debug)]
 pub struct Chain {
-    base: Lookup,
+    base: Base,
     filters: Vec<Filter>,
+}
+
+#[derive(Debug)]
+enum Base {
+    Lookup(Lookup),
+    Const(Json),
+    Op(Box<Op>),
 }
 
 /// Text made of literal pieces and chains: `{{ source.LAST_NAME }} {{ source.NAME }}`.
@@ -103,14 +113,14 @@ enum Piece {
 }
 
 /// A value while a chain runs: undefined (a missing field), borrowed from the scope, or computed.
-enum V<'a> {
+pub(super) enum V<'a> {
     Undefined,
     Ref(&'a Json),
     Own(Json),
 }
 
 impl<'a> V<'a> {
-    fn get(&self) -> Option<&Json> {
+    pub(super) fn get(&self) -> Option<&Json> {
         match self {
             V::Undefined => None,
             V::Ref(j) => Some(j),
@@ -156,18 +166,23 @@ pub fn compile_text(source: &str) -> Option<Text> {
     Some(Text(pieces))
 }
 
-fn chain(expr: &Expr) -> Option<Chain> {
-    match expr {
+pub(super) fn chain(expr: &Expr) -> Option<Chain> {
+    let base = match expr {
         Expr::Filter(f) => {
             let mut c = chain(f.expr.as_ref()?)?;
             c.filters.push(filter(f.name, &f.args)?);
-            Some(c)
+            return Some(c);
         }
-        other => Some(Chain {
-            base: lookup(other)?,
-            filters: Vec::new(),
-        }),
-    }
+        other => match (lookup(other), other.as_const()) {
+            (Some(l), _) => Base::Lookup(l),
+            (None, Some(c)) => Base::Const(const_json(&c)?),
+            (None, None) => Base::Op(Box::new(native_ops::op(other)?)),
+        },
+    };
+    Some(Chain {
+        base,
+        filters: Vec::new(),
+    })
 }
 
 fn lookup(expr: &Expr) -> Option<Lookup> {
@@ -219,7 +234,7 @@ fn args(call: &[CallArg]) -> Option<Vec<Arg>> {
         .collect()
 }
 
-fn arg(expr: &Expr) -> Option<Arg> {
+pub(super) fn arg(expr: &Expr) -> Option<Arg> {
     if let Some(l) = lookup(expr) {
         return Some(Arg::Lookup(l));
     }
@@ -252,6 +267,11 @@ fn const_json(v: &Value) -> Option<Json> {
 /// `filter_table::FILTERS` (a template naming anything else is rejected when it loads), so this
 /// list adds speed, never a filter the reference does not document.
 fn filter(name: &str, call: &[CallArg]) -> Option<Filter> {
+    match name {
+        "map" => return map_attribute(call),
+        "match_rules" => return native_ops::kwargs(call).map(Filter::MatchRules),
+        _ => {}
+    }
     let mut a = args(call)?.into_iter();
     let f = match (name, a.len()) {
         ("phone", 0) => Filter::Phone,
@@ -290,6 +310,16 @@ fn filter(name: &str, call: &[CallArg]) -> Option<Filter> {
         _ => return None,
     };
     Some(f)
+}
+
+/// `map(attribute='k')`, the one form of `map` evaluated natively.
+fn map_attribute(call: &[CallArg]) -> Option<Filter> {
+    match native_ops::kwargs(call)?.as_slice() {
+        [(name, Arg::Const(Json::String(key)))] if name == "attribute" => {
+            Some(Filter::MapAttribute(key.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// Jinja truthiness of a JSON value.
@@ -367,8 +397,12 @@ impl Chain {
         self.run(scope).map(V::into_json)
     }
 
-    fn run<'a>(&'a self, scope: &'a Scope) -> Res<V<'a>> {
-        let mut v = V::from_opt(self.base.resolve(scope)?);
+    pub(super) fn run<'a>(&'a self, scope: &'a Scope) -> Res<V<'a>> {
+        let mut v = match &self.base {
+            Base::Lookup(l) => V::from_opt(l.resolve(scope)?),
+            Base::Const(c) => V::Ref(c),
+            Base::Op(op) => op.run(scope)?,
+        };
         for f in &self.filters {
             v = apply(f, v, scope)?;
         }
@@ -396,6 +430,14 @@ fn apply<'a>(f: &'a Filter, v: V<'a>, scope: &'a Scope) -> Res<V<'a>> {
             own(core::lookup(v.get(), map, default))
         }
         Filter::MapValues(map) => own(core::map_values(v.get(), map.resolve(scope)?)),
+        Filter::MapAttribute(key) => native_ops::map_attribute(v.get(), key).map(V::Own),
+        Filter::MatchRules(facts) => {
+            let facts = facts
+                .iter()
+                .map(|(name, a)| Ok((name.clone(), a.resolve(scope)?)))
+                .collect::<Res<Vec<_>>>()?;
+            native_ops::match_rules(v.get(), &facts).map(V::Own)
+        }
         Filter::First => first_or_last(v, true),
         Filter::Last => first_or_last(v, false),
         Filter::Attr(key) => match v {
