@@ -211,31 +211,27 @@ impl ListSource {
         };
         let inc = self.cfg.incremental.as_ref().expect("incremental");
         let (field, window_rows) = (inc.field.clone(), inc.window_rows.unwrap_or(WINDOW_ROWS));
-        let (mut held, mut after) = (Vec::new(), "0".to_string());
-        loop {
+        let (filter, probed) = loop {
             let filter = window.filter(&field);
             // The window probe goes with the first round of a window not cut yet.
-            let probe = (window.to.is_none() && after == "0").then(|| WindowProbe {
+            let probe = window.to.is_none().then(|| WindowProbe {
                 field: field.clone(),
                 offset: window_rows,
             });
-            let round = self.read_round(&filter, &after, probe.as_ref()).await?;
-            if let Some(to) = round.window_too_big {
-                window.to = Some(to);
-                continue;
+            let mut probed = self.probe(&filter, "0", probe.as_ref()).await?;
+            match probed.0.window_too_big.take() {
+                Some(to) => window.to = Some(to),
+                None => break (filter, probed),
             }
-            held.extend(
-                round
-                    .rows
-                    .into_iter()
-                    .map(|row| Held::new(as_text(&row[field.as_str()]), self.id_of(&row), &row))
-                    .filter(|h| !window.delivered(&h.date, &h.id)),
-            );
-            if round.complete {
-                break;
-            }
-            after = round.last_id;
-        }
+        };
+        // Held as text as the answers come (see `Held`), without what was delivered before.
+        let keep = |rows: Vec<Json>| -> Vec<Held> {
+            rows.into_iter()
+                .map(|row| Held::new(as_text(&row[field.as_str()]), self.id_of(&row), &row))
+                .filter(|h| !window.delivered(&h.date, &h.id))
+                .collect()
+        };
+        let mut held = self.read_rounds(&filter, probed, &keep).await?;
         let beyond = self.drop_unsettled(&mut held);
         held.sort_by(Held::cmp);
         self.sorted = held.into();

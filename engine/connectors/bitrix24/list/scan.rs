@@ -16,7 +16,7 @@
 //! needs no counts to be complete: a block whose rows moved on (modified, so now outside the
 //! filter) just ends early, and a block that gained rows reads on in another request. The
 //! probes only decide how the work is cut, never what is delivered.
-use futures::future::try_join_all;
+use futures::future::{BoxFuture, try_join_all};
 use serde_json::{Value as Json, json};
 
 use super::{ListSource, PAGE, as_text, unavailable};
@@ -41,6 +41,9 @@ pub(super) struct Round {
     /// The window probe found more rows than a window may hold: the date at that offset.
     pub window_too_big: Option<String>,
 }
+
+/// A probed round, and the blocks (`(after, upto]` ID ranges) still to read for it.
+pub(super) type Probed = (Round, Vec<(String, Option<String>)>);
 
 /// A window probe: the (field, ID) ascending row at this offset, if any, ends the window.
 pub(super) struct WindowProbe {
@@ -147,6 +150,61 @@ impl ListSource {
         after: &str,
         window: Option<&WindowProbe>,
     ) -> Result<Round, Fatal> {
+        let (mut round, blocks) = self.probe(extra, after, window).await?;
+        for rows in self.read_blocks(extra, blocks, &|rows| rows).await? {
+            round.rows.extend(rows);
+        }
+        Ok(round)
+    }
+
+    /// The rounds from a probed one to the end: each round's blocks are read while the next
+    /// round's probe request goes out (it needs only this round's last block end), so a
+    /// 100,000-row window waits for one probe answer, not two. Each request's rows are handed
+    /// to `keep` as they come (ascending ID order within a block).
+    pub(super) fn read_rounds<'a, T: Send + 'a>(
+        &'a self,
+        extra: &'a [(String, Json)],
+        (round, blocks): Probed,
+        keep: &'a (dyn Fn(Vec<Json>) -> Vec<T> + Sync),
+    ) -> BoxFuture<'a, Result<Vec<T>, Fatal>> {
+        Box::pin(async move {
+            let mut kept = keep(round.rows);
+            let read = self.read_blocks(extra, blocks, keep);
+            if round.complete {
+                kept.extend(read.await?.into_iter().flatten());
+                return Ok(kept);
+            }
+            let next = async {
+                let probed = self.probe(extra, &round.last_id, None).await?;
+                self.read_rounds(extra, probed, keep).await
+            };
+            let (read, rest) = futures::try_join!(read, next)?;
+            kept.extend(read.into_iter().flatten());
+            kept.extend(rest);
+            Ok(kept)
+        })
+    }
+
+    async fn read_blocks<T>(
+        &self,
+        extra: &[(String, Json)],
+        blocks: Vec<(String, Option<String>)>,
+        keep: &(dyn Fn(Vec<Json>) -> Vec<T> + Sync),
+    ) -> Result<Vec<Vec<T>>, Fatal> {
+        try_join_all(blocks.into_iter().map(|(after, upto)| async move {
+            self.read_block(extra, after, upto).await.map(keep)
+        }))
+        .await
+    }
+
+    /// A round's probe request: the rows of its chained pages, and the blocks to read after
+    /// them (`(after, upto]` ID ranges). `round.last_id` is where the next round starts.
+    pub(super) async fn probe(
+        &self,
+        extra: &[(String, Json)],
+        after: &str,
+        window: Option<&WindowProbe>,
+    ) -> Result<Probed, Fatal> {
         let id = self.cfg.id_field.clone();
         let mut commands = Vec::new();
         if let Some(w) = window {
@@ -186,11 +244,11 @@ impl ListSource {
             && let Some(row) = self.rows(page).first()
         {
             round.window_too_big = Some(as_text(&row[w.field.as_str()]));
-            return Ok(round);
+            return Ok((round, Vec::new()));
         }
         for j in 0..chain_pages {
             let Some(page) = self.take_page(&mut result, &format!("c{j}"))? else {
-                return Ok(round); // refused for now: the next round continues from here
+                return Ok((round, Vec::new())); // refused for now: the next round continues
             };
             let short = page.len() < PAGE;
             if let Some(last) = page.last() {
@@ -199,7 +257,7 @@ impl ListSource {
             round.rows.extend(page);
             if short {
                 round.complete = true;
-                return Ok(round);
+                return Ok((round, Vec::new()));
             }
         }
         // Block ends from the probes; the chain's offsets are exactly those before the first.
@@ -218,16 +276,7 @@ impl ListSource {
             blocks.push((from.clone(), None));
         }
         round.complete = nothing_after || less_than_a_block;
-        let read = try_join_all(
-            blocks
-                .into_iter()
-                .map(|(after, upto)| self.read_block(extra, after, upto)),
-        )
-        .await?;
-        for rows in read {
-            round.rows.extend(rows);
-        }
         round.last_id = from;
-        Ok(round)
+        Ok((round, blocks))
     }
 }
