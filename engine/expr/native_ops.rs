@@ -8,6 +8,8 @@
 //! (a float printed by `~`, a comparison of text with a number, a fact that is a map...) answers
 //! [`Fail::Vm`] and the template is evaluated by the VM.
 
+use std::borrow::Cow;
+
 use minijinja::machinery::ast::{BinOpKind, CallArg, CompareOpKind, Expr, UnaryOpKind};
 use serde_json::Value as Json;
 
@@ -204,7 +206,7 @@ pub fn match_rules(rules: Option<&Json>, facts: &[(String, Option<&Json>)]) -> R
     let Some(Json::Array(rules)) = rules else {
         return Err(Fail::Vm);
     };
-    let known: Vec<(&str, Vec<&str>)> = facts
+    let known: Vec<(&str, Vec<Cow<'_, str>>)> = facts
         .iter()
         .map(|(name, v)| Ok((name.as_str(), fact_values(*v)?)))
         .collect::<Res<_>>()?;
@@ -231,19 +233,27 @@ pub fn match_rules(rules: Option<&Json>, facts: &[(String, Option<&Json>)]) -> R
     Ok(Json::Array(out))
 }
 
-/// A fact's values as text: a text, or a list of texts; empty ones are none.
-fn fact_values(v: Option<&Json>) -> Res<Vec<&str>> {
+/// A fact's values as text: a text or a whole number, or a list of them; empty ones are none.
+fn fact_values(v: Option<&Json>) -> Res<Vec<Cow<'_, str>>> {
     let blank = |s: &str| s.chars().all(char::is_whitespace);
     match v {
         None | Some(Json::Null) => Ok(vec![]),
         Some(Json::String(s)) if blank(s) => Ok(vec![]),
-        Some(Json::String(s)) => Ok(vec![s.as_str()]),
         Some(Json::Array(items)) => items
             .iter()
             .filter(|x| !matches!(x, Json::Null))
             .filter(|x| !x.as_str().is_some_and(blank))
-            .map(|x| x.as_str().ok_or(Fail::Vm))
+            .map(fact_text)
             .collect(),
+        Some(x) => Ok(vec![fact_text(x)?]),
+    }
+}
+
+/// A fact value as the VM prints it: texts and whole numbers only.
+fn fact_text(x: &Json) -> Res<Cow<'_, str>> {
+    match x {
+        Json::String(s) => Ok(Cow::Borrowed(s.as_str())),
+        Json::Number(n) if n.is_i64() || n.is_u64() => Ok(Cow::Owned(n.to_string())),
         _ => Err(Fail::Vm),
     }
 }
