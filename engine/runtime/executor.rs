@@ -526,14 +526,6 @@ fn fresh_writes(
     }
     let scope = format!("sink:{}", labeled.label);
     let remember = ctx.state.is_some() && sink.skip_unchanged();
-    let hashes: Vec<String> = parallel::map(&writes, |w| {
-        if remember {
-            state::fingerprint(&w.payload)
-        } else {
-            String::new()
-        }
-    });
-    let mut fresh: Vec<(Write, String)> = Vec::new();
     let known = match (&ctx.state, remember) {
         (Some(store), true) => {
             let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
@@ -543,6 +535,16 @@ fn fresh_writes(
         }
         _ => vec![None; writes.len()],
     };
+    // A dry run commits nothing: a fingerprint is needed only to compare with a stored one.
+    let pairs: Vec<(&Write, &Option<String>)> = writes.iter().zip(&known).collect();
+    let hashes: Vec<String> = parallel::map(&pairs, |(w, old)| {
+        if remember && (!ctx.dry_run || old.is_some()) {
+            state::fingerprint(&w.payload)
+        } else {
+            String::new()
+        }
+    });
+    let mut fresh: Vec<(Write, String)> = Vec::new();
     for ((w, hash), old) in writes.into_iter().zip(hashes).zip(known) {
         if remember && old.as_deref() == Some(hash.as_str()) {
             items[w.index].unchanged += 1;

@@ -89,7 +89,6 @@ impl Serialize for Without<'_> {
 impl Step for SkipUnchanged {
     async fn process(&self, items: &mut [Item], ctx: &RunCtx) -> Result<(), Fatal> {
         let pending: Vec<usize> = (0..items.len()).filter(|&i| items[i].pending()).collect();
-        let hashes: Vec<String> = parallel::map(&pending, |&i| self.hash(&items[i], ctx));
         let known = match &ctx.state {
             Some(store) => {
                 let keys: Vec<&str> = pending
@@ -102,7 +101,13 @@ impl Step for SkipUnchanged {
             }
             None => vec![None; pending.len()],
         };
-        for ((i, hash), old) in pending.into_iter().zip(hashes).zip(known) {
+        // A dry run commits no fingerprint: one is needed only to compare with a stored one.
+        let wanted: Vec<(usize, Option<String>)> = pending.into_iter().zip(known).collect();
+        let hashes = parallel::map(&wanted, |(i, old)| {
+            (!ctx.dry_run || old.is_some()).then(|| self.hash(&items[*i], ctx))
+        });
+        for ((i, old), hash) in wanted.into_iter().zip(hashes) {
+            let Some(hash) = hash else { continue };
             if old.as_deref() == Some(hash.as_str()) {
                 items[i].skip(UNCHANGED);
             } else {
