@@ -107,6 +107,18 @@ impl Backend for SqliteBackend {
         // One read transaction for the batch: SQLite takes and drops its file locks once, not
         // once per key (a 100,000-record run made 600,000 fcntl calls for them).
         let tx = conn.unchecked_transaction().map_err(db)?;
+        // None at all for this scope (a first run): one query instead of one per key.
+        let any: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM fingerprints WHERE pipeline=?1 AND scope=?2 LIMIT 1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![pipeline, scope], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db)?;
+        if any.is_none() {
+            tx.finish().map_err(db)?;
+            return Ok(vec![None; keys.len()]);
+        }
         let found = {
             let mut stmt = tx
                 .prepare_cached(
