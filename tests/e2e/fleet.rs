@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use emulators::bitrix24::Portal;
+use emulators::otmechalka::{OtmechalkaConfig, OtmechalkaEmulator};
 use etl::state::{Store, testing};
 use serde_json::{Value, json};
 
@@ -217,7 +218,13 @@ fn a_replica_killed_mid_run_leaves_the_run_to_another_one() {
     );
     let b24 = b24(contacts(150));
     b24.update_config(|c| c.latency = Duration::from_millis(20));
-    let otm = otmechalka();
+    // Slow enough that the run is still writing when it is killed, however many records the
+    // source hands over at a time (150 clients, 8 in flight: about 1.5 s).
+    let otm = OtmechalkaEmulator::start(OtmechalkaConfig {
+        latency: Duration::from_millis(40),
+        ..OtmechalkaConfig::default()
+    })
+    .unwrap();
     let env = [
         ("B24_WEBHOOK_URL", b24.webhook_url()),
         ("OTMECHALKA_URL", otm.url()),
