@@ -43,10 +43,10 @@ const WINDOW_ROWS: usize = 120_000;
 /// One DATE_MODIFY window.
 #[derive(Clone, Debug)]
 pub(super) struct Window {
-    /// Rows at or before this (date, ID) were delivered before: read `>= date`, drop them.
-    /// A `None` id reads `> date`.
+    /// Rows at or before `cursor` (date, ID) were delivered before: read `>= from`, drop
+    /// them. Without a cursor, read `> from`.
     from: String,
-    from_id: Option<String>,
+    cursor: Option<Key>,
     /// The window's last date when the window probe cut it; the settle limit otherwise.
     to: Option<String>,
 }
@@ -54,8 +54,8 @@ pub(super) struct Window {
 impl Window {
     pub fn resume(date: String, id: String) -> Window {
         Window {
-            from: date,
-            from_id: Some(id),
+            from: date.clone(),
+            cursor: Some(Key::new(date, id)),
             to: None,
         }
     }
@@ -63,13 +63,13 @@ impl Window {
     pub fn after(date: String) -> Window {
         Window {
             from: date,
-            from_id: None,
+            cursor: None,
             to: None,
         }
     }
 
     fn filter(&self, field: &str) -> Vec<(String, Json)> {
-        let mut f = vec![match self.from_id {
+        let mut f = vec![match self.cursor {
             Some(_) => (format!(">={field}"), Json::from(self.from.clone())),
             None => (format!(">{field}"), Json::from(self.from.clone())),
         }];
@@ -81,33 +81,52 @@ impl Window {
     }
 
     /// Already delivered: at the cursor's date with an ID at or below the cursor's.
-    fn delivered(&self, date: &str, id: &str) -> bool {
-        match &self.from_id {
-            Some(from_id) => {
-                compare_dates(date, &self.from) == Ordering::Equal
-                    && compare_ids(id, from_id) != Ordering::Greater
-            }
-            None => false,
+    fn delivered(&self, key: &Key) -> bool {
+        self.cursor.as_ref().is_some_and(|c| {
+            key.cmp_dates(c) == Ordering::Equal && key.cmp_ids(c) != Ordering::Greater
+        })
+    }
+}
+
+/// A row's place in (date, ID) order, parsed once: a 100,000-row window is sorted with about
+/// 1.7 million comparisons, too many to parse two dates in each.
+#[derive(Clone, Debug)]
+pub(super) struct Key {
+    date: String,
+    id: String,
+    instant: Option<DateTime<FixedOffset>>,
+    number: Option<u64>,
+}
+
+impl Key {
+    fn new(date: String, id: String) -> Key {
+        Key {
+            instant: DateTime::parse_from_rfc3339(&date).ok(),
+            number: id.parse().ok(),
+            date,
+            id,
         }
     }
-}
 
-/// DATE_MODIFY values as instants (the portal's offset may differ between values in theory).
-fn compare_dates(a: &str, b: &str) -> Ordering {
-    match (
-        chrono::DateTime::parse_from_rfc3339(a),
-        chrono::DateTime::parse_from_rfc3339(b),
-    ) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
+    /// DATE_MODIFY values as instants (the portal's offset may differ between values in
+    /// theory), as text when one is not a date.
+    fn cmp_dates(&self, other: &Key) -> Ordering {
+        match (&self.instant, &other.instant) {
+            (Some(a), Some(b)) => a.cmp(b),
+            _ => self.date.cmp(&other.date),
+        }
     }
-}
 
-/// IDs as numbers when they are numbers.
-fn compare_ids(a: &str, b: &str) -> Ordering {
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
+    /// IDs as numbers when they are numbers.
+    fn cmp_ids(&self, other: &Key) -> Ordering {
+        match (self.number, other.number) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => self.id.cmp(&other.id),
+        }
+    }
+
+    fn cmp(&self, other: &Key) -> Ordering {
+        self.cmp_dates(other).then_with(|| self.cmp_ids(other))
     }
 }
 
@@ -149,44 +168,12 @@ impl SettleLimit {
     }
 }
 
-fn after_limit(date: &str, limit: &DateTime<FixedOffset>) -> bool {
-    DateTime::parse_from_rfc3339(date).is_ok_and(|d| d > *limit)
-}
-
-/// A row of a window waiting for delivery, with its cursor (date, ID) and its place in the
-/// window's order, worked out once: a 100,000-row window is sorted with about 1.7 million
-/// comparisons, too many to parse two dates in each.
+/// A row of a window waiting for delivery, with its cursor and place in the order.
 pub(super) struct Held {
-    order: (Option<DateTime<FixedOffset>>, Option<u64>),
-    date: String,
-    id: String,
+    key: Key,
     /// Held serialised, and parsed again on every core when delivered: a 100,000-row window
     /// held parsed took 200 MB more for no gain in time.
     text: Box<str>,
-}
-
-impl Held {
-    fn new(date: String, id: String, row: &Json) -> Held {
-        let order = (DateTime::parse_from_rfc3339(&date).ok(), id.parse().ok());
-        Held {
-            order,
-            date,
-            id,
-            text: row.to_string().into_boxed_str(),
-        }
-    }
-
-    /// (date, ID) order as `compare_dates` and `compare_ids` put it.
-    fn cmp(&self, other: &Held) -> Ordering {
-        let dates = match (&self.order.0, &other.order.0) {
-            (Some(a), Some(b)) => a.cmp(b),
-            _ => self.date.cmp(&other.date),
-        };
-        dates.then_with(|| match (self.order.1, other.order.1) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            _ => self.id.cmp(&other.id),
-        })
-    }
 }
 
 impl ListSource {
@@ -198,7 +185,7 @@ impl ListSource {
             serde_json::from_str(&h.text).expect("held rows are JSON")
         });
         for (held, row) in held.into_iter().zip(rows) {
-            let cursor = json!({ "date": held.date, "id": held.id });
+            let cursor = json!({ "date": held.key.date, "id": held.key.id });
             self.push(row, Some(cursor));
         }
     }
@@ -227,13 +214,22 @@ impl ListSource {
         // Held as text as the answers come (see `Held`), without what was delivered before.
         let keep = |rows: Vec<Json>| -> Vec<Held> {
             rows.into_iter()
-                .map(|row| Held::new(as_text(&row[field.as_str()]), self.id_of(&row), &row))
-                .filter(|h| !window.delivered(&h.date, &h.id))
+                .map(|row| {
+                    (
+                        Key::new(as_text(&row[field.as_str()]), self.id_of(&row)),
+                        row,
+                    )
+                })
+                .filter(|(key, _)| !window.delivered(key))
+                .map(|(key, row)| Held {
+                    key,
+                    text: row.to_string().into_boxed_str(),
+                })
                 .collect()
         };
         let mut held = self.read_rounds(&filter, probed, &keep).await?;
         let beyond = self.drop_unsettled(&mut held);
-        held.sort_by(Held::cmp);
+        held.sort_by(|a, b| a.key.cmp(&b.key));
         self.sorted = held.into();
         match window.to {
             Some(to) if !beyond => self.state = Position::Window(Window::after(to)),
@@ -250,7 +246,7 @@ impl ListSource {
         };
         let limit = settle.effective(self.client.portal_now());
         let before = held.len();
-        held.retain(|h| !after_limit(&h.date, &limit));
+        held.retain(|h| h.key.instant.is_none_or(|d| d <= limit));
         held.len() < before
     }
 }
