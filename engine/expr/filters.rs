@@ -6,7 +6,7 @@
 //! minijinja are thin wrappers that hand them the JSON behind a template value, so both ways of
 //! evaluating a template give the same results and the same error messages.
 
-use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Error, ErrorKind};
 use serde_json::Value as Json;
 
@@ -163,67 +163,18 @@ pub(super) fn add_days(v: Value, n: i64) -> Result<Value, Error> {
         .map_err(invalid)
 }
 
-fn key_of(v: &Value) -> String {
-    match v.as_str() {
-        Some(s) => s.to_string(),
-        None => v.to_string(),
-    }
-}
-
-/// The values of a fact as strings (a list, or one value; empty is none).
-fn fact_values(v: &Value) -> Result<Vec<String>, Error> {
-    if is_empty(v) {
-        return Ok(vec![]);
-    }
-    if matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable) {
-        return Ok(v
-            .try_iter()?
-            .filter(|x| !is_empty(x))
-            .map(|x| key_of(&x))
-            .collect());
-    }
-    Ok(vec![key_of(v)])
-}
-
-/// Rules from settings whose `when` conditions all hold for the given facts:
-/// `settings.course_rules | match_rules(product=source.UF_X, branch=source.UF_Y)`.
-/// A condition `product: "404"` holds when the fact `product` (a value or a list) contains 404;
-/// a list of values in a condition holds when any of them is there.
+/// `match_rules` (see `core::match_rules`).
 pub(super) fn match_rules(rules: Value, facts: Kwargs) -> Result<Value, Error> {
-    let mut known: Vec<(String, Vec<String>)> = Vec::new();
+    let mut given: Vec<(String, Option<Json>)> = Vec::new();
     for name in facts.args() {
         let v: Value = facts.get(name)?;
-        known.push((name.to_string(), fact_values(&v)?));
+        given.push((name.to_string(), with_json(&v, |j| j.cloned())));
     }
-    let mut out = Vec::new();
-    for rule in rules.try_iter()? {
-        let when = rule.get_attr("when")?;
-        if when.is_undefined() || when.kind() != ValueKind::Map {
-            return Err(invalid("each rule needs a `when:` mapping of conditions"));
-        }
-        let mut all = true;
-        for key in when.try_iter()? {
-            let name = key_of(&key);
-            let wanted = fact_values(&when.get_item(&key)?)?;
-            let have = known
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_slice());
-            let Some(have) = have else {
-                return Err(invalid(format!(
-                    "rule condition `{name}` has no fact; pass {name}=... to match_rules"
-                )));
-            };
-            if !wanted.iter().any(|w| have.contains(w)) {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            out.push(rule);
-        }
-    }
-    Ok(Value::from(out))
+    let given: Vec<(String, Option<&Json>)> =
+        given.iter().map(|(n, v)| (n.clone(), v.as_ref())).collect();
+    with_json(&rules, |rules| core::match_rules(rules, &given))
+        .map(from_json)
+        .map_err(invalid)
 }
 
 #[cfg(test)]

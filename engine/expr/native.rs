@@ -436,7 +436,7 @@ fn apply<'a>(f: &'a Filter, v: V<'a>, scope: &'a Scope) -> Res<V<'a>> {
                 .iter()
                 .map(|(name, a)| Ok((name.clone(), a.resolve(scope)?)))
                 .collect::<Res<Vec<_>>>()?;
-            native_ops::match_rules(v.get(), &facts).map(V::Own)
+            own(core::match_rules(v.get(), &facts))
         }
         Filter::First => first_or_last(v, true),
         Filter::Last => first_or_last(v, false),

@@ -1,5 +1,5 @@
 //! Operators and the list filters of the native evaluation (see `native.rs`): `not`, `and`,
-//! `or`, `~`, one comparison (`>`, `==`, `in`, ...), `map(attribute=...)` and `match_rules`.
+//! `or`, `~`, one comparison (`>`, `==`, `in`, ...) and `map(attribute=...)`.
 //!
 //! Filter conditions (`steps.routing.rules | length > 0`, `source.NAME | trim and
 //! source.LAST_NAME | trim`) and fields such as `(source.LAST_NAME | trim) ~ ' ' ~ source.NAME`
@@ -7,8 +7,6 @@
 //! run's mapping time. As for chains, an input whose result is not certain to be the VM's
 //! (a float printed by `~`, a comparison of text with a number, a fact that is a map...) answers
 //! [`Fail::Vm`] and the template is evaluated by the VM.
-
-use std::borrow::Cow;
 
 use minijinja::machinery::ast::{BinOpKind, CallArg, CompareOpKind, Expr, UnaryOpKind};
 use serde_json::Value as Json;
@@ -198,62 +196,4 @@ pub fn map_attribute(v: Option<&Json>, key: &str) -> Res<Json> {
         })
         .collect::<Res<Vec<Json>>>()
         .map(Json::Array)
-}
-
-/// `match_rules(fact=value, ...)`: the rules whose `when` conditions all hold (see the filter in
-/// `filters.rs`); anything the VM would refuse, or print differently, is left to it.
-pub fn match_rules(rules: Option<&Json>, facts: &[(String, Option<&Json>)]) -> Res<Json> {
-    let Some(Json::Array(rules)) = rules else {
-        return Err(Fail::Vm);
-    };
-    let known: Vec<(&str, Vec<Cow<'_, str>>)> = facts
-        .iter()
-        .map(|(name, v)| Ok((name.as_str(), fact_values(*v)?)))
-        .collect::<Res<_>>()?;
-    let mut out = Vec::new();
-    for rule in rules {
-        let Some(Json::Object(when)) = rule.as_object().and_then(|r| member(r, "when")) else {
-            return Err(Fail::Vm);
-        };
-        let mut all = true;
-        for (name, wanted) in when {
-            let Some((_, have)) = known.iter().find(|(n, _)| n == name) else {
-                return Err(Fail::Vm);
-            };
-            let wanted = fact_values(Some(wanted))?;
-            if !wanted.iter().any(|w| have.contains(w)) {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            out.push(rule.clone());
-        }
-    }
-    Ok(Json::Array(out))
-}
-
-/// A fact's values as text: a text or a whole number, or a list of them; empty ones are none.
-fn fact_values(v: Option<&Json>) -> Res<Vec<Cow<'_, str>>> {
-    let blank = |s: &str| s.chars().all(char::is_whitespace);
-    match v {
-        None | Some(Json::Null) => Ok(vec![]),
-        Some(Json::String(s)) if blank(s) => Ok(vec![]),
-        Some(Json::Array(items)) => items
-            .iter()
-            .filter(|x| !matches!(x, Json::Null))
-            .filter(|x| !x.as_str().is_some_and(blank))
-            .map(fact_text)
-            .collect(),
-        Some(x) => Ok(vec![fact_text(x)?]),
-    }
-}
-
-/// A fact value as the VM prints it: texts and whole numbers only.
-fn fact_text(x: &Json) -> Res<Cow<'_, str>> {
-    match x {
-        Json::String(s) => Ok(Cow::Borrowed(s.as_str())),
-        Json::Number(n) if n.is_i64() || n.is_u64() => Ok(Cow::Owned(n.to_string())),
-        _ => Err(Fail::Vm),
-    }
 }

@@ -199,3 +199,56 @@ pub fn compact(v: Option<&Json>) -> Result<Json, String> {
             .collect(),
     ))
 }
+
+/// `match_rules(fact=value, ...)`: the rules whose `when` conditions all hold for the facts.
+/// A condition `product: "404"` holds when the fact `product` (a value or a list) contains
+/// 404; a list of values in a condition holds when any of them is there.
+pub fn match_rules(
+    rules: Option<&Json>,
+    facts: &[(String, Option<&Json>)],
+) -> Result<Json, String> {
+    let known: Vec<(&str, Vec<Cow<'_, str>>)> = facts
+        .iter()
+        .map(|(name, v)| (name.as_str(), fact_values(*v)))
+        .collect();
+    let rules = match rules {
+        Some(r) => items(r)?,
+        None => Cow::Owned(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for rule in rules.iter() {
+        let Some(Json::Object(when)) = rule.as_object().and_then(|r| member(r, "when")) else {
+            return Err("each rule needs a `when:` mapping of conditions".into());
+        };
+        let mut all = true;
+        for (name, wanted) in when {
+            let Some((_, have)) = known.iter().find(|(n, _)| n == name) else {
+                return Err(format!(
+                    "rule condition `{name}` has no fact; pass {name}=... to match_rules"
+                ));
+            };
+            if !fact_values(Some(wanted)).iter().any(|w| have.contains(w)) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            out.push(rule.clone());
+        }
+    }
+    Ok(Json::Array(out))
+}
+
+/// The values of a fact as text (a list, or one value; empty ones are none).
+fn fact_values(v: Option<&Json>) -> Vec<Cow<'_, str>> {
+    match v {
+        _ if is_empty(v) => Vec::new(),
+        Some(Json::Array(items)) => items
+            .iter()
+            .filter(|x| !is_empty(Some(x)))
+            .map(text)
+            .collect(),
+        Some(one) => vec![text(one)],
+        None => Vec::new(),
+    }
+}
