@@ -16,6 +16,7 @@ mod disk;
 mod invoice;
 mod item;
 mod links;
+mod productrow;
 mod requisites;
 mod telephony;
 mod timeline;
@@ -110,7 +111,7 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
             ("activity", "list" | "get" | "add" | "delete" | "fields") => true,
             ("deal", "productrows.get" | "productrows.set" | "contact.items.get") => true,
             ("contact", "company.items.get") | ("company", "contact.items.get") => true,
-            ("item", "list" | "get" | "update" | "add" | "productrow.set") => true,
+            ("item", "list" | "get" | "update" | "add" | "productrow.set" | "productrow.list") => true,
             ("requisite", "list" | "bankdetail.list" | "link.register") => true,
             ("address", "list") | ("persontype", "list") | ("paysystem", "list") => true,
             ("company", "contact.items.set") => true,
@@ -263,6 +264,7 @@ fn call_named(
         "crm.paysystem.list" => Ok(requisites::paysystem_list()),
         "crm.item.add" => item::item_add(portal, params, env),
         "crm.item.productrow.set" => item::productrow_set(portal, params),
+        "crm.item.productrow.list" => productrow::productrow_list(portal, params),
         "voximplant.line.get" => Ok(telephony::line_get(portal)),
         "voximplant.callback.start" => telephony::callback_start(portal, params, env),
         "calendar.resource.list" => Ok(calendar::resource_list(portal)),
