@@ -116,3 +116,24 @@ pub fn etl_run(
 pub fn row(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().expect("an object")
 }
+
+/// The number of `method` commands in each `batch` request, in the order they came.
+pub fn batch_sizes(emu: &emulators::bitrix24::Emulator, method: &str) -> Vec<usize> {
+    emu.calls("batch")
+        .iter()
+        .map(|c| {
+            c.params["cmd"]
+                .as_object()
+                .map(|cmd| {
+                    cmd.values()
+                        .filter(|v| {
+                            v.as_str()
+                                .is_some_and(|s| s.split('?').next() == Some(method))
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .filter(|&n| n > 0)
+        .collect()
+}

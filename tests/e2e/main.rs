@@ -5,6 +5,7 @@ mod harness;
 
 mod b24;
 mod b24_clock;
+mod b24_lookup;
 mod bench;
 mod bp_actions;
 mod bp_bench;

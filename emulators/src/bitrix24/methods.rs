@@ -111,7 +111,9 @@ pub fn scope_of(method: &str) -> Option<&'static str> {
             ("activity", "list" | "get" | "add" | "delete" | "fields") => true,
             ("deal", "productrows.get" | "productrows.set" | "contact.items.get") => true,
             ("contact", "company.items.get") | ("company", "contact.items.get") => true,
-            ("item", "list" | "get" | "update" | "add" | "productrow.set" | "productrow.list") => true,
+            ("item", "list" | "get" | "update" | "add" | "productrow.set" | "productrow.list") => {
+                true
+            }
             ("requisite", "list" | "bankdetail.list" | "link.register") => true,
             ("address", "list") | ("persontype", "list") | ("paysystem", "list") => true,
             ("company", "contact.items.set") => true,

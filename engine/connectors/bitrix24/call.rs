@@ -115,7 +115,7 @@ enum Wanted {
     Each(Vec<(Json, String)>),
 }
 
-type Answer = Result<Json, B24Rejection>;
+pub(super) type Answer = Result<Json, B24Rejection>;
 
 impl CallStep {
     /// The parameters of one call, as the cache key and as sent.
@@ -183,45 +183,17 @@ impl CallStep {
 
     /// Send the calls, 50 to a batch; each call's answer or refusal by its key.
     async fn fetch(&self, calls: Vec<(String, Json)>) -> Result<HashMap<String, Answer>, Fatal> {
+        let (keys, params): (Vec<String>, Vec<Json>) = calls.into_iter().unzip();
+        let answered = read_commands(&self.client, &self.cfg.method, params).await?;
         let mut answers = HashMap::new();
-        for chunk in calls.chunks(50) {
-            let commands: Vec<(String, String, Json)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (_, p))| (format!("c{i}"), self.cfg.method.clone(), p.clone()))
-                .collect();
-            let result = self
-                .client
-                .batch(&commands, false, Kind::Read)
-                .await
-                .map_err(|e| match e {
-                    B24Error::Rejected(_) => Fatal::unavailable(
-                        "Bitrix24",
-                        format!("{} refused the batch: {e}", self.cfg.method),
-                    ),
-                    other => other.fatal(SYSTEM),
-                })?;
-            for (i, (key, _)) in chunk.iter().enumerate() {
-                let cmd = format!("c{i}");
-                let answer = match (result.results.get(&cmd), result.errors.get(&cmd)) {
-                    (_, Some((code, desc))) => Err(B24Rejection {
-                        code: code.clone(),
-                        description: desc.clone(),
-                    }),
-                    (Some(v), None) => Ok(v.clone()),
-                    (None, None) => Err(B24Rejection {
-                        code: String::new(),
-                        description: "no answer in the batch".into(),
-                    }),
-                };
-                if let (Ok(v), true) = (&answer, self.cfg.cache) {
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key.clone(), v.clone());
-                }
-                answers.insert(key.clone(), answer);
+        for (key, (answer, _)) in keys.into_iter().zip(answered) {
+            if let (Ok(v), true) = (&answer, self.cfg.cache) {
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), v.clone());
             }
+            answers.insert(key, answer);
         }
         Ok(answers)
     }
@@ -301,4 +273,45 @@ impl Step for CallStep {
         }
         Ok(())
     }
+}
+
+/// Read with one `method` command per parameter set, 50 to a batch: each command's answer or
+/// refusal, and a list command's `total`, in the order given. A batch the portal refuses as a
+/// whole stops the run: nothing was read, and the next run reads it again.
+pub(super) async fn read_commands(
+    client: &Client,
+    method: &str,
+    params: Vec<Json>,
+) -> Result<Vec<(Answer, Option<u64>)>, Fatal> {
+    let mut out = Vec::with_capacity(params.len());
+    let mut params = params.into_iter().peekable();
+    while params.peek().is_some() {
+        let commands: Vec<(String, String, Json)> = params
+            .by_ref()
+            .take(50)
+            .enumerate()
+            .map(|(i, p)| (format!("c{i}"), method.to_string(), p))
+            .collect();
+        let mut result = client
+            .batch(&commands, false, Kind::Read)
+            .await
+            .map_err(|e| match e {
+                B24Error::Rejected(_) => {
+                    Fatal::unavailable("Bitrix24", format!("{method} refused the batch: {e}"))
+                }
+                other => other.fatal(SYSTEM),
+            })?;
+        for (cmd, _, _) in &commands {
+            let answer = match (result.results.remove(cmd), result.errors.remove(cmd)) {
+                (_, Some((code, description))) => Err(B24Rejection { code, description }),
+                (Some(v), None) => Ok(v),
+                (None, None) => Err(B24Rejection {
+                    code: String::new(),
+                    description: "no answer in the batch".into(),
+                }),
+            };
+            out.push((answer, result.totals.get(cmd).copied()));
+        }
+    }
+    Ok(out)
 }

@@ -15,10 +15,11 @@ pub(super) struct Guard {
     pub error: Option<ErrorTemplate>,
 }
 
-/// The `error:` template of a call (which sees `item` with `for_each`) or of a write.
+/// The `error:` template of a call (which sees `item` with `for_each`), or of a write or a
+/// lookup (only the refusal).
 pub(super) enum ErrorTemplate {
     Call(TemplateIn<WithError>),
-    Write(TemplateIn<WithRefusal>),
+    Refusal(TemplateIn<WithRefusal>),
 }
 
 impl Guard {
@@ -57,7 +58,7 @@ impl Guard {
         }
         let template = match template {
             ErrorTemplate::Call(t) => &t.0,
-            ErrorTemplate::Write(t) => &t.0,
+            ErrorTemplate::Refusal(t) => &t.0,
         };
         Err(template
             .render(&scope_with(scope, vars))

@@ -8,6 +8,7 @@ mod clock;
 mod encode;
 mod guard;
 mod list;
+mod lookup;
 mod update;
 mod write;
 
@@ -25,6 +26,7 @@ pub fn register(r: &mut Registry) {
     r.connection::<Bitrix24Connection>("bitrix24");
     r.source::<list::ListConfig>("bitrix24.list");
     r.step::<call::CallConfig>("bitrix24.call");
+    r.step::<lookup::LookupConfig>("bitrix24.lookup");
     r.step::<write::WriteConfig>("bitrix24.write");
     r.sink::<update::UpdateConfig>("bitrix24.update");
     app::register(r);

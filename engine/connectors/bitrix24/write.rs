@@ -99,7 +99,7 @@ impl StepConfig for WriteConfig {
             method: self.method.clone(),
             when: self.when.take(),
             optional: self.optional,
-            error: self.error.take().map(ErrorTemplate::Write),
+            error: self.error.take().map(ErrorTemplate::Refusal),
         };
         Ok(Arc::new(WriteStep {
             label: match &ctx.id {

@@ -73,10 +73,7 @@ pub(super) fn productrow_list(
     }
     sort(&mut rows, get_ci(params, "order"));
     let total = rows.len();
-    let start = get_ci(params, "start")
-        .and_then(as_i64)
-        .unwrap_or(0)
-        .max(0) as usize;
+    let start = get_ci(params, "start").and_then(as_i64).unwrap_or(0).max(0) as usize;
     let page: Vec<Value> = rows.into_iter().skip(start).take(PAGE).collect();
     let next = (start + PAGE < total).then_some(start + PAGE);
     Ok(Reply {
@@ -143,13 +140,12 @@ fn number(v: &Value) -> Value {
     }
 }
 
+/// Whether a row passes one filter condition.
+type RowTest = Box<dyn Fn(&Value) -> bool>;
+
 /// A filter condition other than the owner: `=`/`@` (a value or a list), `!=`/`!@`, `>`, `>=`,
 /// `<`, `<=` on a field, numbers compared as numbers. The LIKE forms are not emulated.
-fn condition(
-    op: Op,
-    field: &str,
-    wanted: &Value,
-) -> Result<Box<dyn Fn(&Value) -> bool>, ApiError> {
+fn condition(op: Op, field: &str, wanted: &Value) -> Result<RowTest, ApiError> {
     let accept: fn(Ordering) -> bool = match op {
         Op::Eq | Op::In | Op::Ne | Op::NotIn => Ordering::is_eq,
         Op::Gt => Ordering::is_gt,

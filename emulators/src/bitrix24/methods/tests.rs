@@ -169,22 +169,39 @@ fn product_rows_of_many_deals_in_one_list_command() {
     p.add_product_row(1, row(0, 10));
     p.add_product_row(2, row(1, 10));
     p.add_product_row(2, row(2, 20));
-    let list = |p: &mut Portal, params: Value| call(p, "crm.item.productrow.list", &obj(params), &env());
+    let list =
+        |p: &mut Portal, params: Value| call(p, "crm.item.productrow.list", &obj(params), &env());
 
-    let r = list(&mut p, json!({"filter": {"=ownerType": "D", "=ownerId": ["1", 2, 3]}})).unwrap();
+    let r = list(
+        &mut p,
+        json!({"filter": {"=ownerType": "D", "=ownerId": ["1", 2, 3]}}),
+    )
+    .unwrap();
     let rows = r.result["productRows"].as_array().unwrap();
     let owners: Vec<&Value> = rows.iter().map(|r| &r["ownerId"]).collect();
     assert_eq!(owners, [&json!(1), &json!(2), &json!(2)]);
     assert_eq!((r.total, r.next), (Some(3), None));
     // The universal shape: camelCase, numbers where the legacy method gives strings.
-    assert!(rows[0]["id"].is_u64() && rows[0]["priceAccount"].is_number(), "{}", rows[0]);
+    assert!(
+        rows[0]["id"].is_u64() && rows[0]["priceAccount"].is_number(),
+        "{}",
+        rows[0]
+    );
     assert_eq!(rows[0]["ownerType"], "D");
     assert!(rows[0].get("PRICE").is_none() && rows[0].get("originalProductName").is_none());
 
     // Other conditions, order and pages.
-    let r = list(&mut p, json!({"filter": {"=ownerType": "D", "=ownerId": 2, ">sort": 10}})).unwrap();
+    let r = list(
+        &mut p,
+        json!({"filter": {"=ownerType": "D", "=ownerId": 2, ">sort": 10}}),
+    )
+    .unwrap();
     assert_eq!(r.result["productRows"].as_array().unwrap().len(), 1);
-    let r = list(&mut p, json!({"filter": {"=ownerType": "D", "=ownerId": [1, 2]}, "order": {"id": "desc"}})).unwrap();
+    let r = list(
+        &mut p,
+        json!({"filter": {"=ownerType": "D", "=ownerId": [1, 2]}, "order": {"id": "desc"}}),
+    )
+    .unwrap();
     assert_eq!(r.result["productRows"][0]["ownerId"], json!(2));
     for deal in 1..=3u64 {
         for n in 0..30 {

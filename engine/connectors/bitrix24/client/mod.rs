@@ -104,6 +104,8 @@ pub fn is_refusal(code: &str) -> bool {
 pub struct BatchResult {
     pub results: Map<String, Json>,
     pub errors: HashMap<String, (String, String)>,
+    /// A list command's `total`: how many rows its filter matches, over all pages.
+    pub totals: HashMap<String, u64>,
 }
 
 pub struct Client {
@@ -475,6 +477,9 @@ impl Client {
                 if let Some(v) = result.results.remove(key) {
                     out.results.insert(key.clone(), v);
                 }
+                if let Some(t) = result.totals.remove(key) {
+                    out.totals.insert(key.clone(), t);
+                }
                 match result.errors.remove(key) {
                     Some((code, _)) if is_refusal(&code) && !halt => {
                         self.park(&cmd.1, None);
@@ -541,6 +546,12 @@ impl Client {
                     .unwrap_or_else(|| e.to_string());
                 out.errors.insert(k.clone(), (code, desc));
             }
+        }
+        if let Some(totals) = inner["result_total"].as_object() {
+            out.totals = totals
+                .iter()
+                .filter_map(|(k, t)| Some((k.clone(), t.as_u64()?)))
+                .collect();
         }
         if let Some(times) = inner["result_time"].as_object() {
             for ((key, method, _), _) in commands.iter().map(|c| (c, ())) {
