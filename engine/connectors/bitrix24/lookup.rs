@@ -154,19 +154,22 @@ impl LookupStep {
         let mut wanted = Vec::new();
         for (n, item) in items.iter_mut().enumerate().filter(|(_, i)| i.pending()) {
             let scope = ctx.scope(item);
-            let key = match self.guard.wanted(&scope) {
+            match self.guard.wanted(&scope) {
+                Ok(true) => {}
                 Ok(false) => {
                     item.record.set_step_output(&self.id, Json::Null);
                     continue;
                 }
-                Ok(true) => self.cfg.key.eval(&scope),
-                Err(e) => Err(e),
-            };
-            match key.map(|k| (key_text(&k), k)) {
-                Ok((Some(text), key)) => wanted.push((n, text, key)),
-                Ok((None, key)) => {
-                    item.fail(format!("{} key: {key} is not a key", self.cfg.method))
+                Err(reason) => {
+                    item.fail(reason);
+                    continue;
                 }
+            }
+            match self.cfg.key.eval(&scope) {
+                Ok(key) => match key_text(&key) {
+                    Some(text) => wanted.push((n, text, key)),
+                    None => item.fail(format!("{} key: {key} is not a key", self.cfg.method)),
+                },
                 Err(e) => item.fail(format!("{} key: {e}", self.cfg.method)),
             }
         }
