@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use governor::DefaultDirectRateLimiter;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 mod auth;
+mod body;
 
 use super::clock::PortalClock;
 use super::encode::build_query;
@@ -27,6 +30,8 @@ use crate::runtime::metrics;
 use crate::secrets;
 use auth::portal_bucket;
 pub use auth::{AppAuth, Auth};
+use body::{BatchBody, Read};
+pub use body::{BatchResult, Body};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -99,15 +104,6 @@ pub fn is_refusal(code: &str) -> bool {
         || code.eq_ignore_ascii_case("QUERY_LIMIT_EXCEEDED")
 }
 
-/// A `batch` answer, split per command.
-#[derive(Debug, Default)]
-pub struct BatchResult {
-    pub results: Map<String, Json>,
-    pub errors: HashMap<String, (String, String)>,
-    /// A list command's `total`: how many rows its filter matches, over all pages.
-    pub totals: HashMap<String, u64>,
-}
-
 pub struct Client {
     base: RwLock<String>,
     http: reqwest::Client,
@@ -118,8 +114,9 @@ pub struct Client {
 }
 
 /// What one HTTP exchange ended with.
-enum Attempt {
-    Done(Json),
+enum Attempt<B> {
+    /// The answer, and its `time` block.
+    Done(B, Json),
     /// Nothing ran on the portal: safe to repeat after the given wait.
     Refused(Duration),
     /// Failed in a way that a read may retry.
@@ -162,6 +159,16 @@ impl Client {
 
     /// Call one method. `params` use lowercase names (`id`, `fields`, `filter`, ...).
     pub async fn call(&self, method: &str, params: &Json, kind: Kind) -> Result<Json, B24Error> {
+        self.call_as::<Json>(method, params, kind).await
+    }
+
+    /// Call one method and read its answer as `B`.
+    async fn call_as<B: Body>(
+        &self,
+        method: &str,
+        params: &Json,
+        kind: Kind,
+    ) -> Result<B, B24Error> {
         let mut transient_failures = 0usize;
         let mut limit_refusals = 0usize;
         let mut moves = 0usize;
@@ -175,10 +182,10 @@ impl Client {
             if queued.elapsed() >= Duration::from_millis(1) {
                 metrics::rate_limit_wait(METRIC_SYSTEM, queued.elapsed());
             }
-            match self.attempt(method, params, &mut moves).await {
-                Attempt::Done(body) => {
-                    self.note_operating(method, &body["time"]);
-                    self.clock.note(&body["time"]);
+            match self.attempt::<B>(method, params, &mut moves).await {
+                Attempt::Done(body, time) => {
+                    self.note_operating(method, &time);
+                    self.clock.note(&time);
                     return Ok(body);
                 }
                 Attempt::Refused(wait) => {
@@ -257,7 +264,7 @@ impl Client {
         self.clock.now()
     }
 
-    async fn attempt(&self, method: &str, params: &Json, moves: &mut usize) -> Attempt {
+    async fn attempt<B: Body>(&self, method: &str, params: &Json, moves: &mut usize) -> Attempt<B> {
         let url = format!("{}{method}", self.base());
         let body = match self.body(params) {
             Ok(body) => body,
@@ -295,26 +302,19 @@ impl Client {
             Ok(t) => t,
             Err(e) => return Attempt::Transient(describe(&e)),
         };
-        let body: Json = match serde_json::from_str(&text) {
-            Ok(b) => b,
-            Err(_) => {
-                return Attempt::Transient(format!(
-                    "HTTP {status} with a non-JSON body: {}",
-                    snippet(&text)
-                ));
-            }
-        };
-        match body.get("error") {
-            Some(code) if body.get("result").is_none() => {
-                self.classify(method, status, &body, code)
-            }
-            _ if status >= 500 => Attempt::Transient(format!("HTTP {status}")),
-            _ => Attempt::Done(body),
+        match B::read(&text) {
+            Err(_) => Attempt::Transient(format!(
+                "HTTP {status} with a non-JSON body: {}",
+                snippet(&text)
+            )),
+            Ok(Read::Failed(body)) => self.classify(method, status, &body, &body["error"]),
+            Ok(Read::Done(..)) if status >= 500 => Attempt::Transient(format!("HTTP {status}")),
+            Ok(Read::Done(body, time)) => Attempt::Done(body, time),
         }
     }
 
     /// 302: the portal moved. The old host executed nothing; repeat at the new address.
-    fn moved(&self, location: Option<&str>, method: &str, moves: &mut usize) -> Attempt {
+    fn moved<B>(&self, location: Option<&str>, method: &str, moves: &mut usize) -> Attempt<B> {
         *moves += 1;
         let Some(location) = location.filter(|_| *moves <= MAX_MOVES) else {
             return Attempt::Fatal(B24Error::Unavailable(
@@ -336,7 +336,7 @@ impl Client {
         Attempt::Refused(Duration::ZERO)
     }
 
-    fn classify(&self, method: &str, status: u16, body: &Json, code: &Json) -> Attempt {
+    fn classify<B>(&self, method: &str, status: u16, body: &Json, code: &Json) -> Attempt<B> {
         let code = code
             .as_str()
             .map(str::to_string)
@@ -465,12 +465,32 @@ impl Client {
         halt: bool,
         kind: Kind,
     ) -> Result<BatchResult, B24Error> {
+        self.batch_as::<Json>(commands, halt, kind).await
+    }
+
+    /// `batch`, each command's result kept as the text it came in (list reads: the rows are
+    /// parsed when delivered, on every core).
+    pub async fn batch_raw(
+        &self,
+        commands: &[(String, String, Json)],
+        halt: bool,
+        kind: Kind,
+    ) -> Result<BatchResult<Box<RawValue>>, B24Error> {
+        self.batch_as::<Box<RawValue>>(commands, halt, kind).await
+    }
+
+    async fn batch_as<R: DeserializeOwned>(
+        &self,
+        commands: &[(String, String, Json)],
+        halt: bool,
+        kind: Kind,
+    ) -> Result<BatchResult<R>, B24Error> {
         let mut out = BatchResult::default();
         let mut pending: Vec<&(String, String, Json)> = commands.iter().collect();
         for _round in 0..MAX_LIMIT_RETRIES {
             let subset: Vec<(String, String, Json)> =
                 pending.iter().map(|c| (*c).clone()).collect();
-            let mut result = self.batch_once(&subset, halt, kind).await?;
+            let mut result = self.batch_once::<R>(&subset, halt, kind).await?;
             let mut refused = Vec::new();
             for cmd in pending {
                 let key = &cmd.0;
@@ -504,12 +524,12 @@ impl Client {
         ))
     }
 
-    async fn batch_once(
+    async fn batch_once<R: DeserializeOwned>(
         &self,
         commands: &[(String, String, Json)],
         halt: bool,
         kind: Kind,
-    ) -> Result<BatchResult, B24Error> {
+    ) -> Result<BatchResult<R>, B24Error> {
         assert!(
             commands.len() <= 50,
             "a Bitrix24 batch holds at most 50 commands"
@@ -523,44 +543,19 @@ impl Client {
             .iter()
             .map(|(k, m, p)| (k.clone(), Json::from(format!("{m}?{}", build_query(p)))))
             .collect();
-        let mut body = self
-            .call(
+        let body: BatchBody<R> = self
+            .call_as(
                 "batch",
                 &json!({"halt": if halt { 1 } else { 0 }, "cmd": cmd}),
                 kind,
             )
             .await?;
-        let inner = &mut body["result"];
-        let mut out = BatchResult::default();
-        // PHP serialises an empty map as [], so every part may be an array. The results are
-        // moved out, not copied: a list read's answer holds 2,500 rows.
-        if let Json::Object(results) = inner["result"].take() {
-            out.results = results;
-        }
-        if let Some(errors) = inner["result_error"].as_object() {
-            for (k, e) in errors {
-                let code = e["error"].as_str().unwrap_or_default().to_string();
-                let desc = e["error_description"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| e.to_string());
-                out.errors.insert(k.clone(), (code, desc));
+        for (key, method, _) in commands {
+            if let Some(t) = body.result_time.get(key) {
+                self.note_operating(method, t);
             }
         }
-        if let Some(totals) = inner["result_total"].as_object() {
-            out.totals = totals
-                .iter()
-                .filter_map(|(k, t)| Some((k.clone(), t.as_u64()?)))
-                .collect();
-        }
-        if let Some(times) = inner["result_time"].as_object() {
-            for ((key, method, _), _) in commands.iter().map(|c| (c, ())) {
-                if let Some(t) = times.get(key) {
-                    self.note_operating(method, t);
-                }
-            }
-        }
-        Ok(out)
+        Ok(body.into())
     }
 }
 

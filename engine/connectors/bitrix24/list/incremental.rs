@@ -33,6 +33,7 @@ use chrono::{DateTime, Duration, FixedOffset};
 
 use serde_json::{Value as Json, json};
 
+use super::raw::{RawRow, pick};
 use super::scan::WindowProbe;
 use super::{ListSource, Position, as_text};
 use crate::runtime::{Fatal, parallel};
@@ -171,8 +172,8 @@ impl SettleLimit {
 /// A row of a window waiting for delivery, with its cursor and place in the order.
 pub(super) struct Held {
     key: Key,
-    /// Held serialised, and parsed again on every core when delivered: a 100,000-row window
-    /// held parsed took 200 MB more for no gain in time.
+    /// The row as it came, parsed on every core when delivered: a 100,000-row window held
+    /// parsed took 200 MB more for no gain in time.
     text: Box<str>,
 }
 
@@ -212,18 +213,16 @@ impl ListSource {
             }
         };
         // Held as text as the answers come (see `Held`), without what was delivered before.
-        let keep = |rows: Vec<Json>| -> Vec<Held> {
+        let keep = |rows: Vec<RawRow>| -> Vec<Held> {
             rows.into_iter()
                 .map(|row| {
-                    (
-                        Key::new(as_text(&row[field.as_str()]), self.id_of(&row)),
-                        row,
-                    )
+                    let [date, id] = pick(&row, [field.as_str(), self.cfg.id_field.as_str()]);
+                    (Key::new(as_text(&date), as_text(&id)), row)
                 })
                 .filter(|(key, _)| !window.delivered(key))
                 .map(|(key, row)| Held {
                     key,
-                    text: row.to_string().into_boxed_str(),
+                    text: row.into(),
                 })
                 .collect()
         };

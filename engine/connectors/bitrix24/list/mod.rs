@@ -18,14 +18,17 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use super::client::{B24Error, BatchResult, Client, Kind, SYSTEM, is_refusal};
 use crate::config::{BuildCtx, ConnectionRef, component::SourceConfig};
 use crate::expr::Template;
 use crate::runtime::{Fatal, Record, RunCtx, Source};
+use raw::RawRow;
 
 mod incremental;
+mod raw;
 mod scan;
 
 const PAGE: usize = 50;
@@ -209,6 +212,11 @@ impl ListSource {
         as_text(&row[self.cfg.id_field.as_str()])
     }
 
+    fn raw_id(&self, row: &RawValue) -> String {
+        let [id] = raw::pick(row, [self.cfg.id_field.as_str()]);
+        as_text(&id)
+    }
+
     /// Parameters of one command: the user's filter plus `extra` conditions.
     fn params(&self, extra_filter: &[(String, Json)], order: Option<Json>, start: i64) -> Json {
         let mut params = self.base.clone();
@@ -243,7 +251,7 @@ impl ListSource {
             _ => "0".to_string(),
         };
         let round = self.read_round(&[], &after, None).await?;
-        for row in round.rows {
+        for row in raw::parse_all(&round.rows) {
             self.push(row, None);
         }
         self.done = round.complete;
@@ -253,7 +261,7 @@ impl ListSource {
 
     /// The result of one command of a chained batch; `None` when the portal did not run it
     /// (refused before running, e.g. over its operating time): continue from there later.
-    fn page<'r>(&self, result: &'r BatchResult, key: &str) -> Result<Option<&'r Json>, Fatal> {
+    fn page<'r, R>(&self, result: &'r BatchResult<R>, key: &str) -> Result<Option<&'r R>, Fatal> {
         match result.errors.get(key) {
             Some((code, _)) if is_refusal(code) => Ok(None),
             Some((code, desc)) => Err(Fatal::unavailable(
@@ -264,21 +272,18 @@ impl ListSource {
         }
     }
 
-    /// The rows of one command of a chained batch, taken out of the answer (rows are moved,
-    /// not copied: a full read handles every row of the portal once); `None` as for `page`.
-    fn take_page(&self, result: &mut BatchResult, key: &str) -> Result<Option<Vec<Json>>, Fatal> {
+    /// The rows of one command of a chained batch, as they came; `None` as for `page`.
+    fn take_page(
+        &self,
+        result: &mut BatchResult<RawRow>,
+        key: &str,
+    ) -> Result<Option<Vec<RawRow>>, Fatal> {
         if self.page(result, key)?.is_none() {
             return Ok(None);
         }
-        let page = result.results.remove(key).unwrap_or(Json::Null);
-        let list = match (&self.cfg.items, page) {
-            (Some(items), Json::Object(mut map)) => map.remove(items.as_str()).unwrap_or_default(),
-            (Some(_), _) => Json::Null,
-            (None, page) => page,
-        };
-        Ok(Some(match list {
-            Json::Array(rows) => rows,
-            _ => Vec::new(),
+        Ok(Some(match result.results.remove(key) {
+            Some(page) => raw::rows_in(&page, self.cfg.items.as_deref()),
+            None => Vec::new(),
         }))
     }
 

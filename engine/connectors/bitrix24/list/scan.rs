@@ -19,6 +19,7 @@
 use futures::future::{BoxFuture, try_join_all};
 use serde_json::{Value as Json, json};
 
+use super::raw::{RawRow, pick, rows_in};
 use super::{ListSource, PAGE, as_text, unavailable};
 use crate::connectors::bitrix24::client::{BatchResult, Kind};
 use crate::runtime::Fatal;
@@ -32,8 +33,8 @@ const BLOCK: usize = 2_500;
 
 /// What a round read.
 pub(super) struct Round {
-    /// Rows in ascending ID order.
-    pub rows: Vec<Json>,
+    /// Rows in ascending ID order, as they came.
+    pub rows: Vec<RawRow>,
     /// No rows are left after these (within the filter).
     pub complete: bool,
     /// The ID to continue after when not complete.
@@ -98,13 +99,13 @@ impl ListSource {
         extra: &[(String, Json)],
         after: String,
         upto: Option<String>,
-    ) -> Result<Vec<Json>, Fatal> {
+    ) -> Result<Vec<RawRow>, Fatal> {
         let (mut rows, mut after) = (Vec::new(), after);
         loop {
             let commands = self.chain("p", PAGE, extra, &after, upto.as_deref());
             let mut result = self
                 .client
-                .batch(&commands, true, Kind::Read)
+                .batch_raw(&commands, true, Kind::Read)
                 .await
                 .map_err(unavailable)?;
             for (key, _, _) in &commands {
@@ -114,7 +115,7 @@ impl ListSource {
                 };
                 let short = page.len() < PAGE;
                 if let Some(last) = page.last() {
-                    after = self.id_of(last);
+                    after = self.raw_id(last);
                 }
                 rows.extend(page);
                 if short || upto.as_deref() == Some(after.as_str()) {
@@ -126,18 +127,21 @@ impl ListSource {
 
     /// The IDs that end the blocks, the rows of the last probe page that found one, and
     /// whether a probe found nothing (so fewer than a block's rows follow the last end).
-    fn block_ends(&self, result: &BatchResult) -> Result<(Vec<String>, usize, bool), Fatal> {
+    fn block_ends(
+        &self,
+        result: &BatchResult<RawRow>,
+    ) -> Result<(Vec<String>, usize, bool), Fatal> {
         let (mut ends, mut last_probe_rows, mut probes_ended) = (Vec::new(), 0, false);
         for k in 1..=PROBES {
             let Some(page) = self.page(result, &format!("q{k}"))? else {
                 break;
             };
-            let page = self.rows(page);
+            let page = rows_in(page, self.cfg.items.as_deref());
             let Some(first) = page.first() else {
                 probes_ended = true;
                 break;
             };
-            ends.push(self.id_of(first));
+            ends.push(self.raw_id(first));
             last_probe_rows = page.len();
         }
         Ok((ends, last_probe_rows, probes_ended))
@@ -165,7 +169,7 @@ impl ListSource {
         &'a self,
         extra: &'a [(String, Json)],
         (round, blocks): Probed,
-        keep: &'a (dyn Fn(Vec<Json>) -> Vec<T> + Sync),
+        keep: &'a (dyn Fn(Vec<RawRow>) -> Vec<T> + Sync),
     ) -> BoxFuture<'a, Result<Vec<T>, Fatal>> {
         Box::pin(async move {
             let mut kept = keep(round.rows);
@@ -189,7 +193,7 @@ impl ListSource {
         &self,
         extra: &[(String, Json)],
         blocks: Vec<(String, Option<String>)>,
-        keep: &(dyn Fn(Vec<Json>) -> Vec<T> + Sync),
+        keep: &(dyn Fn(Vec<RawRow>) -> Vec<T> + Sync),
     ) -> Result<Vec<Vec<T>>, Fatal> {
         try_join_all(blocks.into_iter().map(|(after, upto)| async move {
             self.read_block(extra, after, upto).await.map(keep)
@@ -229,7 +233,7 @@ impl ListSource {
         // halt=1: the probes come first and never fail; the chain stops at its first error.
         let mut result = self
             .client
-            .batch(&commands, true, Kind::Read)
+            .batch_raw(&commands, true, Kind::Read)
             .await
             .map_err(unavailable)?;
 
@@ -241,9 +245,10 @@ impl ListSource {
         };
         if let Some(w) = window
             && let Some(page) = self.page(&result, "w")?
-            && let Some(row) = self.rows(page).first()
+            && let Some(row) = rows_in(page, self.cfg.items.as_deref()).first()
         {
-            round.window_too_big = Some(as_text(&row[w.field.as_str()]));
+            let [date] = pick(row, [w.field.as_str()]);
+            round.window_too_big = Some(as_text(&date));
             return Ok((round, Vec::new()));
         }
         for j in 0..chain_pages {
@@ -252,7 +257,7 @@ impl ListSource {
             };
             let short = page.len() < PAGE;
             if let Some(last) = page.last() {
-                round.last_id = self.id_of(last);
+                round.last_id = self.raw_id(last);
             }
             round.rows.extend(page);
             if short {
