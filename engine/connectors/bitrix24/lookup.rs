@@ -25,6 +25,43 @@ use crate::runtime::{Fatal, Item, RunCtx, Step};
 /// Rows a list command answers with at most; a command with more is read on with `start`.
 const PAGE: u64 = 50;
 
+/// Reads of a group whose rows keep changing between its pages before its records fail.
+const READS: u32 = 3;
+
+/// What the pages of one group's read told: the first page's `total`, the rows received, and
+/// whether every later page told the same `total`.
+#[derive(Clone, Default)]
+struct Tally {
+    total: Option<u64>,
+    rows: u64,
+    steady: bool,
+    reads: u32,
+}
+
+impl Tally {
+    fn first_page(&mut self, total: Option<u64>, rows: u64) {
+        *self = Tally {
+            total,
+            rows,
+            steady: true,
+            reads: self.reads + 1,
+        };
+    }
+
+    fn later_page(&mut self, total: Option<u64>, rows: u64) {
+        self.rows += rows;
+        self.steady &= total == self.total;
+    }
+
+    /// The read is whole: one answer, or pages that agree and add up to their total.
+    fn adds_up(&self) -> bool {
+        match self.total {
+            None => true,
+            Some(total) => self.steady && self.rows == total,
+        }
+    }
+}
+
 /// The record's variables a lookup's parameters may not use: they are one command's for many
 /// records.
 const RECORD_ROOTS: [&str; 4] = ["source", "record", "steps", "item"];
@@ -202,12 +239,51 @@ impl LookupStep {
     }
 
     /// Read the rows of these keys: first pages, then the pages after them of the commands
-    /// whose `total` says there are more.
+    /// whose `total` says there are more. A group whose rows changed between its pages (a page
+    /// told another `total`, or the rows do not add up to it) is read again, up to
+    /// `READS` times: pages by offset would otherwise miss or repeat a row.
     async fn read(&self, ctx: &RunCtx, keys: Vec<(String, Json)>) -> Result<Found, Fatal> {
         let groups: Vec<&[(String, Json)]> = keys.chunks(self.cfg.keys_per_call).collect();
-        let of_group = |g: &[(String, Json)]| g.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>();
         let mut found = Found::default();
-        let mut pages: Vec<(usize, u64)> = (0..groups.len()).map(|g| (g, 0)).collect();
+        let mut tallies = vec![Tally::default(); groups.len()];
+        let mut to_read: Vec<usize> = (0..groups.len()).collect();
+        while !to_read.is_empty() {
+            self.read_groups(ctx, &groups, &to_read, &mut tallies, &mut found)
+                .await?;
+            to_read = Vec::new();
+            for (g, tally) in tallies.iter().enumerate() {
+                let group = groups[g];
+                if tally.adds_up() || group.iter().any(|(k, _)| found.refused.contains_key(k)) {
+                    continue;
+                }
+                for (key, _) in group {
+                    found.rows.remove(key);
+                    if tally.reads >= READS {
+                        let why = "the rows changed while they were read, again and again";
+                        found
+                            .failed
+                            .insert(key.clone(), format!("{}: {why}", self.cfg.method));
+                    }
+                }
+                if tally.reads < READS {
+                    to_read.push(g);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One read of these groups, all their pages.
+    async fn read_groups(
+        &self,
+        ctx: &RunCtx,
+        groups: &[&[(String, Json)]],
+        to_read: &[usize],
+        tallies: &mut [Tally],
+        found: &mut Found,
+    ) -> Result<(), Fatal> {
+        let of_group = |g: &[(String, Json)]| g.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>();
+        let mut pages: Vec<(usize, u64)> = to_read.iter().map(|&g| (g, 0)).collect();
         while !pages.is_empty() {
             let mut sent = Vec::with_capacity(pages.len());
             let mut params = Vec::with_capacity(pages.len());
@@ -225,31 +301,41 @@ impl LookupStep {
             let answers = read_commands(&self.client, &self.cfg.method, params).await?;
             let mut next = Vec::new();
             for ((g, start), (answer, total)) in sent.into_iter().zip(answers) {
-                self.settle_page(groups[g], answer, &mut found);
-                // The first page tells how many rows there are: ask for all the others at once.
-                if let (0, Some(total)) = (start, total) {
-                    next.extend((1..total.div_ceil(PAGE)).map(|p| (g, p * PAGE)));
+                let rows = self.settle_page(groups[g], answer, found);
+                if start == 0 {
+                    tallies[g].first_page(total, rows);
+                    // The first page tells how many rows there are: ask for the others at once.
+                    if let Some(total) = total {
+                        next.extend((1..total.div_ceil(PAGE)).map(|p| (g, p * PAGE)));
+                    }
+                } else {
+                    tallies[g].later_page(total, rows);
                 }
             }
             pages = next;
         }
-        Ok(found)
+        Ok(())
     }
 
-    /// File one page's rows under their keys, or the refusal under every key of the group.
-    fn settle_page(&self, group: &[(String, Json)], answer: Answer, found: &mut Found) {
+    /// File one page's rows under their keys, or the refusal under every key of the group;
+    /// the number of rows on the page.
+    fn settle_page(&self, group: &[(String, Json)], answer: Answer, found: &mut Found) -> u64 {
         match answer {
             Ok(answer) => {
-                for row in self.rows_of(answer) {
+                let rows = self.rows_of(answer);
+                let n = rows.len() as u64;
+                for row in rows {
                     if let Some(key) = row.get(&self.cfg.match_field).and_then(key_text) {
                         found.rows.entry(key).or_default().push(row);
                     }
                 }
+                n
             }
             Err(r) => {
                 for (key, _) in group {
                     found.refused.insert(key.clone(), r.clone());
                 }
+                0
             }
         }
     }
@@ -283,5 +369,35 @@ impl Step for LookupStep {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(pages: &[(Option<u64>, u64)]) -> Tally {
+        let mut t = Tally::default();
+        let (first, later) = pages.split_first().unwrap();
+        t.first_page(first.0, first.1);
+        for (total, rows) in later {
+            t.later_page(*total, *rows);
+        }
+        t
+    }
+
+    #[test]
+    fn a_read_adds_up_only_when_its_pages_agree_on_the_total_and_reach_it() {
+        assert!(tally(&[(None, 3)]).adds_up(), "an answer that is not paged");
+        assert!(tally(&[(Some(12), 12)]).adds_up());
+        assert!(tally(&[(Some(75), 50), (Some(75), 25)]).adds_up());
+        // A row added between the pages: the second page says so, or one row is seen twice.
+        assert!(!tally(&[(Some(75), 50), (Some(76), 26)]).adds_up());
+        assert!(!tally(&[(Some(75), 50), (Some(75), 26)]).adds_up());
+        // A row deleted: one is missed.
+        assert!(!tally(&[(Some(75), 50), (Some(74), 24)]).adds_up());
+        let mut again = tally(&[(Some(75), 50)]);
+        again.first_page(Some(74), 50);
+        assert_eq!(again.reads, 2);
     }
 }
