@@ -43,13 +43,7 @@ fn full_export_reads_2500_rows_per_request_without_limit_refusals() {
     let s = Scratch::new();
     let p = export_pipeline(&s, "");
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let got = ids(&s);
     assert_eq!(got, (1..=6000).collect::<Vec<u64>>());
     // 6,000 rows at 50 chained pages of 50 per request: 3 HTTP requests, all of them batches.
@@ -77,13 +71,7 @@ fn export_incrementally(portal: Portal) -> (BackgroundEmulator, Scratch, std::pa
         "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\"}",
     );
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     (emu, s, p)
 }
 
@@ -268,13 +256,7 @@ fn date_modify_windows_meet_exactly() {
         "  incremental: {field: DATE_MODIFY, start: \"2024-01-01T00:00:00+03:00\", window_rows: 1000}",
     );
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_exactly_once_in_order(&s, 5_000);
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
     assert_eq!(out.status.code(), Some(0));
@@ -292,13 +274,7 @@ fn a_100000_record_read_takes_41_requests() {
         let s = Scratch::new();
         let p = export_pipeline(&s, incremental);
         let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_success(&out);
         let rows = read_jsonl(&s.path("out.jsonl"));
         assert!(rows.len() >= 100_000, "{}", rows.len());
         assert!(
@@ -341,13 +317,7 @@ fn a_killed_run_resumes_exactly_at_its_cursor() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_success(&out);
         let resumed = modify_keys(&read_jsonl(&s.path("out.jsonl")));
         assert!(
             all.ends_with(&resumed),
@@ -369,13 +339,7 @@ fn storms_of_503_and_html_answers_lose_and_duplicate_nothing() {
     let s = Scratch::new();
     let p = export_pipeline(&s, "");
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(ids(&s), (1..=3000).collect::<Vec<u64>>());
     assert!(emu.responses_with_status(503) > 0 && emu.responses_with_status(502) > 0);
 }
@@ -416,13 +380,7 @@ fn updates_go_50_per_batch_and_command_errors_fail_only_their_record() {
     let out = run(etl_run(&p, &s.state(), Some(&emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let j = read_json(&s.path("j.json"));
     assert_eq!(j["counts"], json!({"ok": 120, "skipped": 0, "failed": 1}));
     let failed = j["records"]
@@ -459,13 +417,7 @@ fn a_write_then_500_is_checked_not_applied_twice() {
     let out = run(etl_run(&p, &s.state(), Some(&emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(read_json(&s.path("j.json"))["counts"]["ok"], 60);
     // The first batch (50 updates) ran once; the check found them done, so only the last 10
     // were sent in a second batch. Nothing was applied twice.
@@ -484,13 +436,7 @@ fn a_lost_update_batch_whose_writes_did_not_happen_is_sent_again_once() {
     let s = Scratch::new();
     let p = update_pipeline(&s, &(1..=20).collect::<Vec<u64>>());
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(emu.mutations("crm.contact.update"), 20);
 }
 
@@ -529,13 +475,7 @@ sinks: [{{type: jsonl, path: "{out}"}}]
         ),
     );
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let rows = read_jsonl(&s.path("out.jsonl"));
     assert_eq!(rows.len(), 120);
     assert_eq!(rows[0], json!({"deal": "1", "seller": "U2"}));
@@ -589,13 +529,7 @@ fn operating_time_limit_parks_the_method_until_its_reset() {
     let out = run(etl_run(&p, &s.state(), Some(&emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert!(
         emu.limit_refusals() >= 1,
         "the budget was exceeded at least once"
@@ -616,13 +550,7 @@ fn a_moved_portal_is_followed() {
     let s = Scratch::new();
     let p = export_pipeline(&s, "");
     let out = run(&mut etl_run(&p, &s.state(), Some(&emu), None));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(ids(&s).len(), 10);
 }
 

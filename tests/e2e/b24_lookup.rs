@@ -58,13 +58,7 @@ fn run_lookup(s: &Scratch, emu: &emulators::bitrix24::BackgroundEmulator, lookup
     let out = run(etl_run(&p, &s.state(), Some(emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     read_json(&s.path("j.json"))
 }
 

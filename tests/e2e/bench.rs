@@ -162,7 +162,7 @@ fn bench_seed001_first_and_second_sync() {
             ])
             .arg(s.path("j.json"));
             let (out, t, mem) = timed(&mut cmd);
-            assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+            assert_success(&out);
             let u1 = emu.mutations("crm.contact.update") + emu.mutations("crm.deal.update");
             println!(
                 "{round} run, {pipeline}: {} | Bitrix24 {} requests ({} status writes, {} QUERY_LIMIT_EXCEEDED so far) | otmechalka {} requests ({} writes) | {:.1} s | peak {mem}",
@@ -297,7 +297,7 @@ fn bench_contacts_first_run_against_fast_bitrix24() {
     );
     cmd.arg("--dry-run").arg("--journal").arg(s.path("j.json"));
     let (out, t, mem) = timed(&mut cmd);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_success(&out);
     let ours = (emu.http_requests(), t.as_secs_f64());
     println!(
         "contacts.yaml first run, 100,000 contacts, --dry-run: {} Bitrix24 requests ({} batch), {} QUERY_LIMIT_EXCEEDED, {:.2} s, peak {mem}, {}",
@@ -344,7 +344,7 @@ fn bench_contacts_first_run_against_fast_bitrix24() {
             .output()
             .unwrap();
         let theirs = started.elapsed().as_secs_f64();
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert_success(&out);
         println!(
             "fast_bitrix24 get_all, same portal, {label}: {} requests, {} (rows, seconds in get_all), {:.2} s with interpreter start; ours/theirs = {:.2}",
             emu.http_requests() - before,

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use emulators::bitrix24::{Emulator, Portal, Workflow};
 use serde_json::{Value, json};
 
-use super::harness::{Scratch, b24, etl, root, run, stderr, stdout};
+use super::harness::{Scratch, assert_success, b24, etl, root, run, stderr, stdout};
 
 fn action(file: &str) -> PathBuf {
     root().join("pipelines/bp").join(file)
@@ -191,13 +191,7 @@ fn an_expired_user_token_is_renewed_once_and_the_reply_goes_with_the_new_one() {
         .arg(s.state())
         .arg("--no-progress");
     let out = run(&mut cmd);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     // One renewal with the request's refresh token; the update and the reply use the new pair
     // (the old refresh token is spent, the old access token expired).
     assert_eq!(emu.token_refreshes(), 1);
@@ -576,13 +570,7 @@ fn sync_adds_then_leaves_unchanged_then_updates_and_prunes() {
         &files,
         &["--handler-base", "https://etl.example.ru/"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(lines_starting(&out, "added"), 9, "{}", stdout(&out));
     assert_eq!(emu.requests("bizproc.activity.add"), 9);
     let registered = emu.registered_activities();

@@ -57,13 +57,7 @@ fn answer(
         }
     }
     let out = run(&mut cmd);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     out
 }
 
@@ -742,13 +736,7 @@ fn the_five_actions_register_with_the_line_options_read_from_voximplant() {
         cmd.env(k, v);
     }
     let out = run(&mut cmd);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let registered = emu.registered_activities();
     assert_eq!(registered.len(), 5);
     let by_code = |code: &str| {

@@ -39,13 +39,7 @@ fn run_ok(s: &Scratch, p: &std::path::Path, emu: &BackgroundEmulator) -> (Value,
     let out = run(etl_run(p, &s.state(), Some(emu), None)
         .arg("--journal")
         .arg(s.path("j.json")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let journal = read_json(&s.path("j.json"));
     let rows = if s.path("out.jsonl").exists() {
         read_jsonl(&s.path("out.jsonl"))
@@ -487,13 +481,7 @@ fn a_dry_run_prints_each_write_and_makes_none() {
     ];
     let p = pipeline(&s, &requests, "", steps, "\"{{ source }}\"");
     let out = run(etl_run(&p, &s.state(), Some(&emu), None).arg("--dry-run"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let text = stdout(&out);
     assert!(
         text.contains(r#"[dry-run] updated (bitrix24.write): crm.contact.update {"id":3,"fields":{"POST":"CEO"}}"#),

@@ -327,13 +327,7 @@ fn validate_no_env_passes_the_shipped_pipelines_with_an_empty_environment() {
         .arg("validate")
         .arg("--no-env")
         .args(&files));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(
         stdout(&out).lines().filter(|l| l.ends_with(": ok")).count(),
         files.len()
@@ -345,13 +339,7 @@ fn validate_no_env_passes_the_shipped_pipelines_with_an_empty_environment() {
         "pipelines/*.yaml",
         "pipelines/bp/*.yaml",
     ]));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(
         stdout(&out).lines().filter(|l| l.ends_with(": ok")).count(),
         files.len(),

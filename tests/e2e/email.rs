@@ -79,13 +79,7 @@ fn each_recipient_gets_the_report_and_problems_are_in_the_journal() {
     );
     let p = pipeline(&s, "");
     let out = etl_run(&s, &p, &server.url("smtp"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
 
     let journal = read_json(&s.path("j.json"));
     let c = &journal["counters"];

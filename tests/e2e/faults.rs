@@ -166,13 +166,7 @@ fn an_update_never_confirmed_is_completed_by_the_next_run() {
     b24.faults().clear();
     let writes = otm.counters().writes;
     let out = run_contacts(&s, &b24, &otm, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert!((1..=3).all(|id| status(&b24, "contact", id) == json!("Успешно")));
     assert_eq!(otm.counters().writes, writes);
 }
@@ -198,13 +192,7 @@ fn a_rerun_after_an_outage_sends_only_what_was_not_confirmed() {
     otm.faults().clear();
     let before = otm.counters();
     let out = run_contacts(&s, &b24, &otm, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let after = otm.counters();
     assert_eq!(
         (after.writes - before.writes, after.updates - before.updates),

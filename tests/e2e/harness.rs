@@ -55,6 +55,12 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command ended with exit code 0; otherwise what it printed is the failure.
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(out), stderr(out));
+}
+
 /// Run a command, returning its output; panics with both streams if it could not start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("etl runs")

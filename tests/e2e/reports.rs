@@ -185,13 +185,7 @@ fn run_report_in(pipeline: &str, portal: Portal, departments: &str, tz: Option<&
     .env("REPORT_OUTPUT_DIR", s.path("reports"))
     .env("B24_PORTAL_URL", PORTAL_URL)
     .envs(tz.map(|tz| ("TZ", tz))));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let journal = read_json(&s.path("journal.json"));
     let file = only_xlsx(&s.path("reports"));
     Run {

@@ -117,13 +117,7 @@ fn contacts_follow_the_seed_mapping_and_write_the_status_back() {
     let otm = otmechalka();
     let s = Scratch::new();
     let out = run_contacts(&s, &b24, &otm, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
 
     let c1 = otm.client("1").expect("client 1");
     assert_eq!(
@@ -228,13 +222,7 @@ fn a_second_run_over_unchanged_data_writes_nothing_anywhere() {
         &otm,
         &["--set", "source.incremental.settle_secs=0"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(otm.counters().writes, writes, "no write to otmechalka");
     assert_eq!(
         b24.mutations("crm.contact.update"),
@@ -325,13 +313,7 @@ fn otmechalka_unavailable_ends_the_run_and_the_next_run_resumes() {
 
     otm.faults().clear();
     let out = run_contacts(&s, &b24, &otm, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert_eq!(otm.clients().len(), 120);
     assert_eq!(otm.counters().creates, 120, "no client created twice");
     assert!((1..=120).all(|id| status(&b24, "contact", id) == json!("Успешно")));
@@ -390,13 +372,7 @@ fn deals_become_tickets_with_the_seed_rules() {
             .arg("--journal")
             .arg(s.path("d.json")),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let t = otm.ticket("101").expect("ticket 101");
     assert_eq!(t.client_origin_id, "1");
     assert_eq!(t.ticket_type, "6 КМС индивидуальные 45 мин");
@@ -573,13 +549,7 @@ fn the_sandbox_runs_contacts_on_a_fresh_machine() {
             "--no-progress",
         ])
         .env_remove("B24_WEBHOOK_URL"));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert!(
         stdout(&out).contains("contacts: finished"),
         "{}",

@@ -219,13 +219,7 @@ fn plain_to_cc_bcc_html_and_attachments_with_bad_items_skipped_and_named() {
         ],
     );
     let out = etl_send(&s, &p, None, false);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
 
     let results = outcomes(&s);
     assert_eq!(results.len(), 3, "{results:?}");
@@ -357,13 +351,7 @@ fn implicit_tls_and_starttls_with_a_login_trust_the_ca_in_ssl_cert_file() {
 
         // Without the private CA the server's certificate is not trusted: ERROR, nothing sent.
         let out = etl_send(&s, &p, None, false);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_success(&out);
         let r = &outcomes(&s)[0];
         assert_eq!(r["result"], "ERROR", "{security}: {r}");
         assert!(
@@ -378,13 +366,7 @@ fn implicit_tls_and_starttls_with_a_login_trust_the_ca_in_ssl_cert_file() {
         assert_no_password(&s, &out);
 
         let out = etl_send(&s, &p, Some(&certs.ca_cert), false);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_success(&out);
         let r = &outcomes(&s)[0];
         assert_eq!(r["result"], "OK", "{security}: {r}");
         assert_eq!(r["skipped"], json!([]), "{security}: {r}");
@@ -422,13 +404,7 @@ fn a_wrong_password_is_an_error_with_the_servers_reason_and_the_password_appears
     let wrong = json!({"auth": "Y", "login": "robot", "password": WRONG_PASSWORD});
     let p = pipeline(&s, &[record(&server, "tls", wrong)]);
     let out = etl_send(&s, &p, Some(&certs.ca_cert), false);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let r = &outcomes(&s)[0];
     assert_eq!(r["result"], "ERROR", "{r}");
     let error = r["error"].as_str().unwrap();
@@ -453,13 +429,7 @@ fn dry_run_tells_what_would_be_sent_and_sends_nothing() {
     });
     let p = pipeline(&s, &[record(&server, "none", extra)]);
     let out = etl_send(&s, &p, None, true);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     let text = stdout(&out);
     let line = text
         .lines()

@@ -50,13 +50,7 @@ fn run_ok(s: &Scratch, p: &std::path::Path) -> serde_json::Value {
         .arg(s.state())
         .arg("--journal")
         .arg(s.path("j.json")));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     read_json(&s.path("j.json"))
 }
 
