@@ -71,8 +71,10 @@ impl<R: DeserializeOwned> Body for BatchBody<R> {
             Some(result) if !failed(body.error.as_ref(), Some(&result)) => {
                 Read::Done(result, body.time)
             }
+            // An answer without `result` and without `error` is not one Bitrix24 gives: read
+            // it as its own code for that, which a read may retry.
             _ => Read::Failed(serde_json::json!({
-                "error": body.error,
+                "error": body.error.unwrap_or_else(|| "ERROR_UNEXPECTED_ANSWER".into()),
                 "error_description": body.error_description,
                 "time": body.time,
             })),
@@ -197,5 +199,7 @@ mod tests {
             matches!(BatchBody::<Json>::read(text), Ok(Read::Failed(b)) if b["error"] == "QUERY_LIMIT_EXCEEDED")
         );
         assert!(matches!(Json::read(text), Ok(Read::Failed(_))));
+        let neither = BatchBody::<Json>::read(r#"{"time":{}}"#);
+        assert!(matches!(neither, Ok(Read::Failed(b)) if b["error"] == "ERROR_UNEXPECTED_ANSWER"));
     }
 }

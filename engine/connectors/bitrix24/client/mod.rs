@@ -30,8 +30,8 @@ use crate::runtime::metrics;
 use crate::secrets;
 use auth::portal_bucket;
 pub use auth::{AppAuth, Auth};
-use body::{BatchBody, Read};
-pub use body::{BatchResult, Body};
+pub use body::BatchResult;
+use body::{BatchBody, Body, Read};
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
