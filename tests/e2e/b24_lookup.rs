@@ -2,8 +2,9 @@
 //! under each record by a field of the row; refusals per command; parameters that cannot depend
 //! on the record.
 
-use emulators::bitrix24::Portal;
 use emulators::bitrix24::generate::product_row;
+use emulators::bitrix24::{Fault, Portal};
+use emulators::kit::{FaultRule, Scope};
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -139,4 +140,56 @@ fn parameters_that_use_the_record_and_groups_out_of_range_are_refused_before_run
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn rows_deleted_between_two_pages_of_a_group_make_it_read_again_whole() {
+    // Deals 1-4 are one group of 64 rows (deal 1 has 60): two pages.
+    let mut p = portal();
+    for n in 0..59 {
+        p.add_product_row(1, product_row(n, 30 + n as u64));
+    }
+    let emu = b24(p);
+    // The second request with product rows (the group's second page) waits before it runs,
+    // and meanwhile deal 2 loses a row of the first page: that page's rows shift by one.
+    let hang = FaultRule::new(Fault::Hang(std::time::Duration::from_millis(1500)))
+        .on(Scope::Only("crm.item.productrow.list".into()))
+        .after(1);
+    emu.faults().add(hang);
+    let s = Scratch::new();
+    let path = pipeline(&s, OWNER_FILTER);
+    let child = etl_run(&path, &s.state(), Some(&emu), None)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while emu.calls("crm.item.productrow.list").len() < 2 {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the first pages never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    emu.with_portal(|p| {
+        let second = p.product_rows(2)[1].clone();
+        p.set_product_rows(2, vec![second]);
+    });
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out);
+
+    let out = read_jsonl(&s.path("out.jsonl"));
+    let products = |deal: &str| {
+        out.iter()
+            .find(|r| r["deal"] == deal)
+            .map(|r| r["products"].as_array().unwrap().len())
+    };
+    assert_eq!((products("1"), products("2")), (Some(60), Some(1)));
+    // The group's first page was asked for twice: the read that did not add up, and again.
+    let first_pages = emu
+        .calls("crm.item.productrow.list")
+        .iter()
+        .filter(|c| c.params["filter"]["=ownerId"][0] == "1" && c.params.get("start").is_none())
+        .count();
+    assert_eq!(first_pages, 2);
 }
