@@ -253,7 +253,9 @@ impl LookupStep {
             to_read = Vec::new();
             for (g, tally) in tallies.iter().enumerate() {
                 let group = groups[g];
-                if tally.adds_up() || group.iter().any(|(k, _)| found.refused.contains_key(k)) {
+                let settled =
+                    |k: &String| found.refused.contains_key(k) || found.failed.contains_key(k);
+                if tally.adds_up() || group.iter().any(|(k, _)| settled(k)) {
                     continue;
                 }
                 for (key, _) in group {
