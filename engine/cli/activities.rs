@@ -206,6 +206,9 @@ async fn sync(args: &[PathBuf], opts: &SyncOptions) -> u8 {
     let store = Store::open(&opts.state)
         .map_err(|e| eprintln!("note: no state ({}): every action is sent", redact(&e)))
         .ok();
+    if let Some(store) = &store {
+        store.seal_secrets_with(&app.client_secret);
+    }
     let client = match admin_tokens(&app, store.as_ref())
         .await
         .and_then(|t| Client::as_user(&app, t))

@@ -6,8 +6,9 @@
 //! Work on a row is claimed with an expiry: a replica that dies loses its claims once they
 //! expire, and whoever finds the row due then carries on (a rerun counts as a new attempt).
 //!
-//! The request, its tokens and its event token are stored as they are (they are needed to run
-//! and to reply); everything else goes through the redactor like the rest of the store.
+//! The request is stored as it is, and its tokens and event token sealed (`seal.rs`; they are
+//! needed to run and to reply); everything else goes through the redactor like the rest of the
+//! store.
 
 use serde_json::Value as Json;
 
@@ -216,8 +217,8 @@ impl Store {
             deliveries: 0,
             next_at_ms: r.received_ms,
             request: Some(r.request.to_string()),
-            tokens: Some(r.tokens.to_string()),
-            event_token: Some(r.event_token.clone()),
+            tokens: Some(self.seal(r.tokens.to_string())),
+            event_token: Some(self.seal(r.event_token.clone())),
             answer: r.answer.as_ref().map(|a| redact(&a.to_string())),
             replied_ms: None,
         };
@@ -230,7 +231,7 @@ impl Store {
         Ok(self
             .backend()
             .bp_claim(key, owner, now, now + ttl_ms)?
-            .map(BpRow::from))
+            .map(|r| self.row(r)))
     }
 
     /// Keep a claim alive; false once it is lost (it expired and someone else took the row).
@@ -247,7 +248,7 @@ impl Store {
                 delivery,
             } => RawBpChange {
                 next_at_ms: Some(at_ms),
-                tokens: tokens.map(Json::to_string),
+                tokens: tokens.map(|t| self.seal(t.to_string())),
                 count_delivery: delivery,
                 release: true,
                 ..Default::default()
@@ -255,7 +256,7 @@ impl Store {
             BpNext::Answered { answer, tokens } => RawBpChange {
                 status: Some(BpStatus::Reply.as_str().into()),
                 answer: Some(redact(&answer.to_string())),
-                tokens: tokens.map(Json::to_string),
+                tokens: tokens.map(|t| self.seal(t.to_string())),
                 ..Default::default()
             },
             BpNext::Finished { status, delivery } => RawBpChange {
@@ -275,12 +276,19 @@ impl Store {
     }
 
     pub fn bp_get(&self, key: &str) -> Result<Option<BpRow>, String> {
-        Ok(self.backend().bp_get(key)?.map(BpRow::from))
+        Ok(self.backend().bp_get(key)?.map(|r| self.row(r)))
+    }
+
+    /// A row with its secrets unsealed.
+    fn row(&self, mut raw: RawBpRow) -> BpRow {
+        raw.tokens = raw.tokens.and_then(|t| self.unseal(t));
+        raw.event_token = raw.event_token.and_then(|t| self.unseal(t));
+        BpRow::from(raw)
     }
 }
 
 impl Store {
-    /// Put one kv value as it is, secrets included (the app's install tokens, which
+    /// Put one kv value with its secrets, sealed (the app's install tokens, which
     /// `etl activities sync` needs): every other kv value is stored masked.
     pub fn kv_put_secret(
         &self,
@@ -289,7 +297,10 @@ impl Store {
         key: &str,
         value: &Json,
     ) -> Result<(), String> {
-        self.backend()
-            .kv_put_all(pipeline, table, &[(key.to_string(), value.to_string())])
+        self.backend().kv_put_all(
+            pipeline,
+            table,
+            &[(key.to_string(), self.seal(value.to_string()))],
+        )
     }
 }

@@ -13,11 +13,13 @@ mod bp_sqlite;
 pub mod lease;
 pub mod migrations;
 mod postgres;
+mod seal;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value as Json;
@@ -136,6 +138,8 @@ pub struct Store {
     location: Location,
     /// Calls to the backend, for the "state operations per record" figure.
     operations: AtomicU64,
+    /// Seals the secrets kept for a while, once the application's client secret is known.
+    sealer: OnceLock<seal::Sealer>,
 }
 
 impl Store {
@@ -158,7 +162,34 @@ impl Store {
             backend,
             location,
             operations: AtomicU64::new(0),
+            sealer: OnceLock::new(),
         })
+    }
+
+    /// From now on, seal the secrets this store keeps for a while (see `seal`) with a key from
+    /// the application's client secret. Without it they are kept as they are.
+    pub fn seal_secrets_with(&self, client_secret: &str) {
+        let _ = self.sealer.set(seal::Sealer::new(client_secret));
+    }
+
+    fn seal(&self, plain: String) -> String {
+        match self.sealer.get() {
+            Some(sealer) => sealer.seal(&plain),
+            None => plain,
+        }
+    }
+
+    /// A kept secret as it was given; `None` (and an error in the log) when it was sealed with
+    /// another client secret, or the store does not know one.
+    fn unseal(&self, stored: String) -> Option<String> {
+        if !seal::is_sealed(&stored) {
+            return Some(stored);
+        }
+        let opened = match self.sealer.get() {
+            Some(sealer) => sealer.open(&stored),
+            None => Err("a sealed secret in the state, and no client secret to open it".into()),
+        };
+        opened.map_err(|e| tracing::error!("{e}")).ok()
     }
 
     fn backend(&self) -> &dyn Backend {
@@ -217,7 +248,9 @@ impl Store {
 
     pub fn kv_get(&self, pipeline: &str, table: &str, key: &str) -> Result<Option<Json>, String> {
         let text = self.backend().kv_get(pipeline, table, key)?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(text
+            .and_then(|t| self.unseal(t))
+            .and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     /// Several puts in one transaction.

@@ -59,6 +59,7 @@ on_both_backends!(
     checkpoints_round_trip,
     fingerprints_are_read_in_batches_and_the_last_write_wins,
     kv_tables_round_trip_with_values_masked,
+    install_tokens_are_kept_sealed_and_older_plain_ones_still_read,
     runs_are_recorded_and_described,
     migrations_are_applied_once,
     a_lease_is_exclusive_until_dropped,
@@ -149,6 +150,30 @@ fn kv_tables_round_trip_with_values_masked(f: &Fixture) {
         ]
     );
     assert_eq!(store.kv_all("p", "other").unwrap(), vec![]);
+}
+
+fn install_tokens_are_kept_sealed_and_older_plain_ones_still_read(f: &Fixture) {
+    let tokens = json!({"access_token": "install-acc", "refresh_token": "install-ref"});
+    // Kept before sealing existed: read as it is.
+    f.open()
+        .kv_put_secret("app", "oauth", "old", &tokens)
+        .unwrap();
+    let store = sealed(f);
+    assert_eq!(
+        store.kv_get("app", "oauth", "old").unwrap(),
+        Some(tokens.clone())
+    );
+    store.kv_put_secret("app", "oauth", "new", &tokens).unwrap();
+    let raw = store
+        .backend()
+        .kv_get("app", "oauth", "new")
+        .unwrap()
+        .unwrap();
+    assert!(!raw.contains("install-"), "{raw}");
+    assert_eq!(store.kv_get("app", "oauth", "new").unwrap(), Some(tokens));
+    let other = f.open();
+    other.seal_secrets_with("another-client-secret");
+    assert_eq!(other.kv_get("app", "oauth", "new").unwrap(), None);
 }
 
 fn runs_are_recorded_and_described(f: &Fixture) {
@@ -404,10 +429,29 @@ fn bp_request(key: &str) -> bp::NewBpRequest {
     }
 }
 
+fn sealed(f: &Fixture) -> Store {
+    let store = f.open();
+    store.seal_secrets_with("the-app-client-secret");
+    store
+}
+
 fn bp_requests_are_accepted_once_claimed_once_and_forget_their_secrets(f: &Fixture) {
     use bp::{BpNext, BpStatus};
-    let (a, b) = (f.open(), f.open());
+    let (a, b) = (sealed(f), sealed(f));
     assert!(a.bp_receive(&bp_request("k1")).unwrap());
+    // Kept sealed: the columns hold no token, the rows give them back.
+    let raw = a.backend().bp_get("k1").unwrap().unwrap();
+    let columns = format!("{:?} {:?}", raw.tokens, raw.event_token);
+    assert!(!columns.contains("secret-1"), "{columns}");
+    assert_eq!(
+        b.bp_get("k1").unwrap().unwrap().tokens,
+        Some(bp_request("k1").tokens)
+    );
+    assert_eq!(
+        f.open().bp_get("k1").unwrap().unwrap().event_token,
+        None,
+        "no key, no secret"
+    );
     assert!(
         !b.bp_receive(&bp_request("k1")).unwrap(),
         "a second delivery"

@@ -456,7 +456,10 @@ fn the_install_event_keeps_the_admin_tokens_for_registration() {
         200
     );
     server.stop();
+    // Kept sealed with the app's client secret: the state files never hold them as text.
+    assert_nowhere(&[access.clone(), refresh.clone()], &state_files(&state));
     let store = etl::state::Store::open(&state).unwrap();
+    store.seal_secrets_with(&emu.client_secret());
     let kept = store.kv_get("_app", "oauth", "install").unwrap().unwrap();
     assert_eq!(
         kept,
@@ -554,11 +557,17 @@ fn an_outage_longer_than_the_retry_window_is_answered_once_after_a_kill_and_rest
     wait_until("the failure waits in the outbox", || {
         status() == Some(etl::state::bp::BpStatus::Reply)
     });
-    // Until it is replied, the request's event token is in the state (the sweep below sees it).
-    let held = state_files(&state)
+    // Until it is replied, the state keeps the request's event token, sealed with the app's
+    // client secret: the files never hold it as text.
+    let as_text = state_files(&state)
         .iter()
         .any(|f| contents(f).contains(&run.event_token));
-    assert!(held, "the outbox keeps the event token until the reply");
+    assert!(!as_text, "the event token is in the state as text");
+    let store = etl::state::Store::open(&state).unwrap();
+    store.seal_secrets_with(&emu.client_secret());
+    let kept = store.bp_get(&key).unwrap().unwrap().event_token;
+    assert_eq!(kept.as_ref(), Some(&run.event_token), "the outbox keeps it");
+    drop(store);
     server.kill9();
     let server = serve_bp(&emu, &dir, &state, &journal, &window);
     let refused_before = emu.responses_with_status(503);

@@ -120,6 +120,7 @@ pub async fn start(
             return Ok(None);
         }
     };
+    store.seal_secrets_with(&app.client_secret);
     let checked = actions.clone();
     tokio::task::spawn_blocking(move || actions::validate(&checked))
         .await
