@@ -175,7 +175,7 @@ fn product_row_owners(emu: &Emulator) -> Vec<Vec<Value>> {
 fn a_deal_whose_rows_fill_more_than_a_page_is_read_on_and_its_neighbours_keep_theirs() {
     let mut portal = Portal::bulk_contacts(20);
     portal.add_bulk_deals(60, 7, true);
-    // One deal with 75 product rows: its command's rows fill two pages.
+    // One deal with 75 product rows more (76): its command's rows fill two pages.
     let won = |id: &u64| {
         portal
             .get("deal", *id)

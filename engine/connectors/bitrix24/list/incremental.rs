@@ -173,7 +173,7 @@ impl SettleLimit {
 pub(super) struct Held {
     key: Key,
     /// The row as it came, parsed on every core when delivered: a 100,000-row window held
-    /// parsed took 200 MB more for no gain in time.
+    /// parsed took 570 MB instead of 139 MB, and longer.
     text: Box<str>,
 }
 
