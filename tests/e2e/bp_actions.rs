@@ -700,27 +700,36 @@ fn sync_uses_the_install_tokens_kept_in_the_state_and_renews_them_once() {
     let s = Scratch::new();
     let (access, refresh) = emu.issue_tokens(1);
     {
+        // As serve's install handler keeps them: sealed with the app's client secret.
         let store = etl::state::Store::open(&s.state()).unwrap();
+        store.seal_secrets_with(&emu.client_secret());
         let tokens = json!({"access_token": access, "refresh_token": refresh, "user_id": "1"});
         store
-            .kv_put_all("_app", "oauth", &[("install".to_string(), tokens)])
+            .kv_put_secret("_app", "oauth", "install", &tokens)
             .unwrap();
     }
     // The access token of the install event has expired: renewed once with its refresh token.
     assert!(emu.expire_access_token(&access));
-    let mut cmd = etl();
-    app_env(&mut cmd, &emu)
-        .args(["activities", "sync"])
-        .arg(action("invoice_status.yaml"))
-        .args(["--handler-base", "https://etl.example.ru", "--state"])
-        .arg(s.state());
-    let out = run(&mut cmd);
+    let sync = || {
+        let mut cmd = etl();
+        app_env(&mut cmd, &emu)
+            .args(["activities", "sync"])
+            .arg(action("invoice_status.yaml"))
+            .args(["--handler-base", "https://etl.example.ru", "--state"])
+            .arg(s.state());
+        run(&mut cmd)
+    };
+    let out = sync();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "added b24etl_invoice_status");
     assert_eq!(emu.token_refreshes(), 1);
     assert_eq!(emu.registered_activities().len(), 1);
     let printed = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!printed.contains(&access) && !printed.contains(&refresh));
+    // The renewed pair was kept (sealed too) and serves the next sync without a renewal.
+    let out = sync();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(emu.token_refreshes(), 1);
 }
 
 #[test]
