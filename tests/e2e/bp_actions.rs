@@ -694,6 +694,17 @@ fn sync_refuses_a_pipeline_that_declares_no_action() {
     assert_eq!(emu.http_requests(), 0);
 }
 
+/// `etl activities sync` of invoice_status.yaml as the installed app, with this state.
+fn sync_invoice_status(emu: &Emulator, state: &std::path::Path) -> Output {
+    let mut cmd = etl();
+    app_env(&mut cmd, emu)
+        .args(["activities", "sync"])
+        .arg(action("invoice_status.yaml"))
+        .args(["--handler-base", "https://etl.example.ru", "--state"])
+        .arg(state);
+    run(&mut cmd)
+}
+
 #[test]
 fn sync_uses_the_install_tokens_kept_in_the_state_and_renews_them_once() {
     let emu = b24(Portal::demo());
@@ -710,15 +721,7 @@ fn sync_uses_the_install_tokens_kept_in_the_state_and_renews_them_once() {
     }
     // The access token of the install event has expired: renewed once with its refresh token.
     assert!(emu.expire_access_token(&access));
-    let sync = || {
-        let mut cmd = etl();
-        app_env(&mut cmd, &emu)
-            .args(["activities", "sync"])
-            .arg(action("invoice_status.yaml"))
-            .args(["--handler-base", "https://etl.example.ru", "--state"])
-            .arg(s.state());
-        run(&mut cmd)
-    };
+    let sync = || sync_invoice_status(&emu, &s.state());
     let out = sync();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "added b24etl_invoice_status");
@@ -736,13 +739,7 @@ fn sync_uses_the_install_tokens_kept_in_the_state_and_renews_them_once() {
 fn sync_without_any_admin_token_says_how_to_get_one() {
     let emu = b24(Portal::demo());
     let s = Scratch::new();
-    let mut cmd = etl();
-    app_env(&mut cmd, &emu)
-        .args(["activities", "sync"])
-        .arg(action("invoice_status.yaml"))
-        .args(["--handler-base", "https://etl.example.ru", "--state"])
-        .arg(s.state());
-    let out = run(&mut cmd);
+    let out = sync_invoice_status(&emu, &s.state());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("B24_APP_REFRESH_TOKEN"),
