@@ -3,7 +3,7 @@
 use super::data::{Portal, Row, Table, id_of};
 use super::dates::{format_date, format_ts, parse_datetime};
 use super::filter::{Filter, parse_order, present, project, resolve_select, run_list};
-use super::params::{as_i64, get_ci, scalar_text, truthy};
+use super::params::{as_i64, get_ci, list_of, scalar_text, truthy};
 use super::schema::{FieldDef, FieldKind, MULTI_FIELDS};
 use serde_json::{Map, Value, json};
 

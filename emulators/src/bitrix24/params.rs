@@ -93,6 +93,16 @@ pub fn listify(v: Value) -> Value {
     }
 }
 
+/// The items of a PHP list parameter: a JSON array, or a map (`rows[5]=...` decodes to one);
+/// `None` for anything else.
+pub fn list_of(v: &Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) => Some(a.clone()),
+        Value::Object(o) => Some(o.values().cloned().collect()),
+        _ => None,
+    }
+}
+
 /// Decode a query string or form body (`a[b][]=1&c=2`) into a map of values.
 pub fn parse_query(q: &str) -> Map<String, Value> {
     let mut root = Map::new();

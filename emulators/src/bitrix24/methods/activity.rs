@@ -30,11 +30,9 @@ fn field_int(fields: &Map<String, Value>, name: &str) -> i64 {
 /// The communications as stored: each needs a non-empty VALUE.
 fn communications(fields: &Map<String, Value>, type_id: i64) -> Result<Vec<Value>, ApiError> {
     let invalid = || ApiError::legacy("The field COMMUNICATIONS is not defined or invalid.");
-    let items: Vec<Value> = match get_ci(fields, "COMMUNICATIONS") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o.values().cloned().collect(),
-        _ => return Err(invalid()),
-    };
+    let items: Vec<Value> = get_ci(fields, "COMMUNICATIONS")
+        .and_then(list_of)
+        .ok_or_else(invalid)?;
     let mut out = Vec::new();
     for item in items {
         let o = item.as_object().ok_or_else(invalid)?;

@@ -149,11 +149,15 @@ pub(super) fn product_rows_set(
 ) -> Result<Reply, ApiError> {
     let id = param_id(params)?;
     existing(portal, "deal", id)?;
-    let rows: Vec<Row> = match get_ci(params, "rows") {
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_object().cloned()).collect(),
-        Some(Value::Object(o)) => o.values().filter_map(|v| v.as_object().cloned()).collect(),
-        _ => Vec::new(),
-    };
+    let rows: Vec<Row> = get_ci(params, "rows")
+        .and_then(list_of)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::Object(row) => Some(row),
+            _ => None,
+        })
+        .collect();
     portal.set_product_rows(id, rows);
     recompute_opportunity(portal, id);
     touch(portal, "deal", id, env);
@@ -347,11 +351,10 @@ pub(super) fn apply_fields(
 }
 
 fn apply_multi(portal: &mut Portal, entity: &str, id: u64, name: &str, v: &Value) {
-    let items: Vec<Value> = match v {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => o.values().cloned().collect(),
-        Value::Null => Vec::new(),
-        other => vec![json!({"VALUE": other})],
+    let items: Vec<Value> = match (v, list_of(v)) {
+        (_, Some(items)) => items,
+        (Value::Null, None) => Vec::new(),
+        (other, None) => vec![json!({"VALUE": other})],
     };
     let mut current: Vec<Value> = match portal.table(entity).and_then(|t| t.value(id, name)) {
         Some(Value::Array(a)) => a.clone(),

@@ -63,11 +63,9 @@ pub(super) fn invoice_add(
     env: &Env,
 ) -> Result<Reply, ApiError> {
     let fields = map_param(params, "fields")?.cloned().unwrap_or_default();
-    let rows: Vec<Value> = match get_ci(&fields, "PRODUCT_ROWS") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o.values().cloned().collect(),
-        _ => Vec::new(),
-    };
+    let rows: Vec<Value> = get_ci(&fields, "PRODUCT_ROWS")
+        .and_then(list_of)
+        .unwrap_or_default();
     check_invoice(&fields, &rows)?;
     let id = portal.table_mut("invoice").next_id().max(1);
     let now = format_ts(env.now, portal.offset_secs);

@@ -212,11 +212,9 @@ pub(super) fn productrow_set(
     {
         return Err(not_found());
     }
-    let rows: Vec<Value> = match get_ci(params, "productRows") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o.values().cloned().collect(),
-        _ => Vec::new(),
-    };
+    let rows: Vec<Value> = get_ci(params, "productRows")
+        .and_then(list_of)
+        .unwrap_or_default();
     let mut total = 0.0;
     let mut stored = Vec::new();
     for (i, r) in rows.iter().enumerate() {

@@ -48,11 +48,9 @@ pub(super) fn company_contact_items_set(
         .ok_or_else(|| {
             ApiError::legacy("The parameter ownerEntityID is invalid or not defined.")
         })?;
-    let items: Vec<Value> = match get_ci(params, "items") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => o.values().cloned().collect(),
-        _ => return Err(ApiError::legacy("The parameter items must be array.")),
-    };
+    let items: Vec<Value> = get_ci(params, "items")
+        .and_then(list_of)
+        .ok_or_else(|| ApiError::legacy("The parameter items must be array."))?;
     if !portal.table("company").is_some_and(|t| t.contains(id)) {
         return Err(ApiError::legacy("Not found"));
     }

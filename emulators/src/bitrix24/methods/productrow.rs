@@ -85,13 +85,9 @@ pub(super) fn productrow_list(
     })
 }
 
-/// A scalar or a list (JSON array, or a PHP map `{"0": .., "1": ..}` from a query string).
+/// A scalar or a list of them.
 fn values(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => o.values().cloned().collect(),
-        other => vec![other.clone()],
-    }
+    list_of(v).unwrap_or_else(|| vec![v.clone()])
 }
 
 /// The rows of one owner: a deal's (kept in the legacy shape) or a smart invoice's.
